@@ -1,0 +1,211 @@
+"""A throwaway MariaDB server with binary logging on, for the demo and tests.
+
+It runs in its own temporary datadir on a random port and socket, so it never
+touches a server already running on the machine (port 3306 is left alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from shipper.errors import DatabaseError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _find(*names: str) -> str:
+    for name in names:
+        for d in ("", "/usr/sbin/", "/usr/bin/"):
+            path = shutil.which(d + name) if d else shutil.which(name)
+            if path:
+                return path
+    raise DatabaseError(
+        f"{names[0]} not found: install Debian's mariadb-server (make test / make demo do it)"
+    )
+
+
+@dataclass
+class SandboxServer:
+    """A MariaDB server in ``base_dir``. Use :meth:`start` / :meth:`stop` or ``with``."""
+
+    base_dir: Path
+    server_id: int = 1
+    max_binlog_size: int = 1 << 20
+    binlog_basename: str = "mysql-bin"
+    extra_args: list[str] = field(default_factory=list)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def binlog_dir(self) -> Path:
+        return self.base_dir / "binlog"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.base_dir / "mysqld.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "mysqld.err"
+
+    def install(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.binlog_dir.mkdir(parents=True, exist_ok=True)
+        if (self.datadir / "mysql").exists():
+            return
+        cmd = [
+            _find("mariadb-install-db", "mysql_install_db"),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise DatabaseError(f"mariadb-install-db failed in {self.datadir}: {res.stderr[-2000:]}")
+
+    def start(self, timeout: float = 60.0) -> SandboxServer:
+        self.install()
+        if not self.port:
+            self.port = _free_port()
+        cmd = [
+            _find("mariadbd", "mysqld"),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket_path}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.base_dir / 'mysqld.pid'}",
+            f"--log-error={self.log_path}",
+            f"--log-bin={self.binlog_dir / self.binlog_basename}",
+            "--binlog-format=ROW",
+            f"--server-id={self.server_id}",
+            f"--max-binlog-size={self.max_binlog_size}",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=48M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--skip-name-resolve",
+            "--log-slave-updates",
+            "--max-connections=200",
+            *self.extra_args,
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DatabaseError(f"mariadbd exited at start; see {self.log_path}:\n"
+                                    + self._log_tail())
+            try:
+                self.connect().close()
+                return self
+            except pymysql.err.OperationalError:
+                time.sleep(0.1)
+        self.stop()
+        raise DatabaseError(f"mariadbd did not accept connections in {timeout}s:\n"
+                            + self._log_tail())
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return "(no error log)"
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # clean shutdown: binlog gets its STOP event
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def connect(self, database: str | None = None, **kw: Any) -> pymysql.connections.Connection:
+        return pymysql.connect(
+            unix_socket=str(self.socket_path), user="root", password="", database=database,
+            autocommit=True, **kw,
+        )
+
+    def dsn(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "user": "root", "password": "",
+                "socket": str(self.socket_path)}
+
+    # -- helpers for tests and the demo --
+    def execute(self, *statements: str) -> None:
+        with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+
+    def query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
+        with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def flush_binary_logs(self) -> None:
+        self.execute("FLUSH BINARY LOGS")
+
+    def write_rows(self, table: str = "demo.t", rows: int = 1000, payload: int = 200) -> None:
+        """Insert ``rows`` rows of ``payload`` bytes each, in transactions of 100 rows."""
+        db = table.split(".")[0]
+        self.execute(
+            f"CREATE DATABASE IF NOT EXISTS {db}",
+            f"CREATE TABLE IF NOT EXISTS {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "v VARCHAR(4000), ts TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+        )
+        with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+            done = 0
+            while done < rows:
+                n = min(100, rows - done)
+                cur.execute("BEGIN")
+                cur.executemany(
+                    f"INSERT INTO {table} (v) VALUES (%s)",
+                    [(os.urandom(payload // 2).hex(),) for _ in range(n)],
+                )
+                cur.execute("COMMIT")
+                done += n
+
+    def binary_logs(self) -> list[tuple[str, int]]:
+        return [(str(r[0]), int(r[1])) for r in self.query("SHOW BINARY LOGS")]
+
+
+@contextlib.contextmanager
+def sandbox(base_dir: Path | None = None, **kw: Any) -> Iterator[SandboxServer]:
+    tmp = None
+    if base_dir is None:
+        tmp = tempfile.mkdtemp(prefix="binlog-shipper-mariadb-")
+        base_dir = Path(tmp)
+    server = SandboxServer(base_dir=base_dir, **kw)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Session-scoped cloud emulators (moto server, fake-gcs-server). Filled in by the cloud work."""
