@@ -1,0 +1,56 @@
+# binlog-shipper: `make demo` runs the product end to end; `make test` runs the suite.
+# Both work on a fresh Debian 12 machine as root: they create .venv, install the
+# package with everything the tests need, and install Debian's MariaDB packages
+# when mariadbd, mariadb-binlog or mariabackup is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= $(CURDIR)/demo-state
+PYTEST_ARGS ?=
+
+.PHONY: all demo test lint system-deps venv bench clean
+
+all: test
+
+system-deps:
+	@missing=""; \
+	for t in mariadbd mariadb-install-db mariadb-binlog mariadb mariabackup mariadb-dump zstd openssl; do \
+	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != "0" ]; then \
+	    echo "error: missing$$missing. Run as root, or install them yourself:" >&2; \
+	    echo "  sudo apt-get install mariadb-server mariadb-client mariadb-backup zstd openssl" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo ">> installing Debian packages (missing:$$missing)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    mariadb-server mariadb-client mariadb-backup zstd openssl >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@echo ">> creating $(VENV) and installing binlog-shipper with its test dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[aws,gcp,functions,test]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: system-deps $(STAMP)
+	$(BIN)/python -m shipper.demo --dir "$(DEMO_DIR)"
+
+lint: $(STAMP)
+	$(BIN)/ruff check shipper tests bench
+	$(BIN)/mypy
+
+test: system-deps $(STAMP) lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: system-deps $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

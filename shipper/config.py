@@ -1,0 +1,263 @@
+"""Configuration: one TOML file, validated with errors that name the bad key.
+
+Example (what ``binlog-shipper init`` writes for the embedded default)::
+
+    tenant = "default"
+    state_dir = "/var/lib/binlog-shipper"
+    compression_level = 3
+
+    [mysql]
+    socket = "/run/mysqld/mysqld.sock"     # or host + port
+    user = "root"
+    password_file = ""                      # a file holding the password, mode 0600
+    binlog_dir = ""                         # default: dirname(@@log_bin_basename)
+
+    [routing]
+    primary = "local"                       # "aws", "gcp" or "local"
+    direct_dual = false                     # write every target from the host
+
+    [[targets]]
+    url = "file:///var/lib/binlog-shipper/archive"
+
+    [[keys]]
+    provider = "local"
+    path = "/var/lib/binlog-shipper/keyring"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipper.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/binlog-shipper/config.toml")
+CLOUDS = ("aws", "gcp", "local")
+VERIFY_MODES = ("full", "prefix")
+
+
+@dataclass(frozen=True)
+class MySQLConfig:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password_file: str = ""
+    socket: str = ""
+    binlog_dir: str = ""
+    connect_timeout: int = 10
+
+    def password(self) -> str:
+        if not self.password_file:
+            return ""
+        try:
+            return Path(self.password_file).read_text().rstrip("\n")
+        except OSError as e:
+            raise ConfigError(f"mysql.password_file {self.password_file!r}: {e.strerror}") from e
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    url: str
+    #: which cloud this target lives in: "aws" (s3://), "gcp" (gs://) or "local".
+    cloud: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    tenant: str
+    state_dir: Path
+    mysql: MySQLConfig
+    targets: tuple[TargetConfig, ...]
+    keys: tuple[dict[str, Any], ...]
+    compression_level: int = 3
+    chunk_size: int = 1 << 20
+    primary: str = "local"
+    direct_dual: bool = False
+    verify: str = "full"
+    poll_interval: float = 10.0
+    purge_warning_seconds: int = 3600
+    metrics_port: int = 0
+
+    @property
+    def tenant_prefix(self) -> str:
+        return self.tenant
+
+    def write_targets(self) -> tuple[TargetConfig, ...]:
+        """Targets the host writes: the primary cloud's, or all of them with direct_dual."""
+        if self.direct_dual:
+            return self.targets
+        primary = tuple(t for t in self.targets if t.cloud == self.primary)
+        return primary or self.targets[:1]
+
+
+def _cloud_of(url: str) -> str:
+    if url.startswith("s3://"):
+        return "aws"
+    if url.startswith("gs://"):
+        return "gcp"
+    return "local"
+
+
+class _Section:
+    """Typed reads from a TOML table; every error names the full key."""
+
+    def __init__(self, data: dict[str, Any], prefix: str, known: set[str]) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table")
+        self.data = data
+        self.prefix = prefix
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key {prefix}{unknown[0]} (known here: {', '.join(sorted(known))})"
+            )
+
+    def get(self, key: str, typ: type | tuple[type, ...], default: Any) -> Any:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        types = typ if isinstance(typ, tuple) else (typ,)
+        if isinstance(value, bool) and bool not in types:
+            value = None  # bool is an int in Python; refuse it for numeric keys
+        if value is None or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"{self.prefix}{key} must be {names}, got {self.data[key]!r}")
+        return value
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found (create one with: binlog-shipper init)") \
+            from None
+    except OSError as e:
+        raise ConfigError(f"config file {p}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from e
+    return parse(raw, p)
+
+
+def parse(raw: dict[str, Any], path: Path) -> Config:
+    top = _Section(raw, "", {"tenant", "state_dir", "compression_level", "chunk_size", "mysql",
+                             "routing", "targets", "keys", "verify", "poll_interval",
+                             "purge_warning_seconds", "metrics_port"})
+    tenant = top.get("tenant", str, "default")
+    if not tenant or not all(c.isalnum() or c in "-_." for c in tenant):
+        raise ConfigError(f"tenant must be letters, digits, '-', '_' or '.', got {tenant!r}")
+    state_dir = top.get("state_dir", str, "")
+    if not state_dir:
+        raise ConfigError("state_dir is required")
+    level = top.get("compression_level", int, 3)
+    if not 1 <= level <= 22:
+        raise ConfigError(f"compression_level must be between 1 and 22, got {level}")
+    chunk_size = top.get("chunk_size", int, 1 << 20)
+    if not (1 << 12) <= chunk_size <= (1 << 26):
+        raise ConfigError(f"chunk_size must be between 4096 and 67108864, got {chunk_size}")
+    verify = top.get("verify", str, "full")
+    if verify not in VERIFY_MODES:
+        raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
+    poll = float(top.get("poll_interval", (int, float), 10.0))
+    if poll <= 0:
+        raise ConfigError(f"poll_interval must be > 0, got {poll}")
+
+    m = _Section(raw.get("mysql", {}), "mysql.", {"host", "port", "user", "password_file",
+                                                  "socket", "binlog_dir", "connect_timeout"})
+    port = m.get("port", int, 3306)
+    if not 0 < port < 65536:
+        raise ConfigError(f"mysql.port must be between 1 and 65535, got {port}")
+    mysql = MySQLConfig(
+        host=m.get("host", str, "127.0.0.1"), port=port, user=m.get("user", str, "root"),
+        password_file=m.get("password_file", str, ""), socket=m.get("socket", str, ""),
+        binlog_dir=m.get("binlog_dir", str, ""),
+        connect_timeout=m.get("connect_timeout", int, 10),
+    )
+
+    r = _Section(raw.get("routing", {}), "routing.", {"primary", "direct_dual"})
+    primary = r.get("primary", str, "")
+    direct_dual = r.get("direct_dual", bool, False)
+
+    raw_targets = raw.get("targets", [])
+    if not isinstance(raw_targets, list) or not raw_targets:
+        raise ConfigError("targets must list at least one [[targets]] entry with a url")
+    targets = []
+    for i, t in enumerate(raw_targets):
+        if not isinstance(t, dict):
+            raise ConfigError(f"targets[{i}] must be a table")
+        url = t.get("url")
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigError(f"targets[{i}].url must be a URL like file:///path, s3://bucket/prefix"
+                              f" or gs://bucket/prefix, got {url!r}")
+        scheme = url.split("://", 1)[0]
+        if scheme not in ("file", "s3", "gs", "memory"):
+            raise ConfigError(f"targets[{i}].url: unknown scheme {scheme!r} "
+                              "(use file://, s3:// or gs://)")
+        cloud = _cloud_of(url)
+        options = {k: v for k, v in t.items() if k != "url"}
+        targets.append(TargetConfig(url=url, cloud=cloud, options=options))
+    if not primary:
+        primary = targets[0].cloud
+    if primary not in CLOUDS:
+        raise ConfigError(f"routing.primary must be one of {', '.join(CLOUDS)}, got {primary!r}")
+    if not any(t.cloud == primary for t in targets):
+        raise ConfigError(f"routing.primary = {primary!r} but no target is in that cloud")
+
+    raw_keys = raw.get("keys", [])
+    if not isinstance(raw_keys, list) or not raw_keys:
+        raise ConfigError("keys must list at least one [[keys]] entry (provider = \"local\", ...)")
+    keys = []
+    for i, k in enumerate(raw_keys):
+        if not isinstance(k, dict) or not isinstance(k.get("provider"), str):
+            raise ConfigError(f"keys[{i}].provider must be \"local\", \"aws-kms\" or \"gcp-kms\"")
+        if k["provider"] not in ("local", "aws-kms", "gcp-kms"):
+            raise ConfigError(f"keys[{i}].provider must be \"local\", \"aws-kms\" or \"gcp-kms\", "
+                              f"got {k['provider']!r}")
+        keys.append(dict(k))
+
+    return Config(
+        path=path, tenant=tenant, state_dir=Path(state_dir), mysql=mysql,
+        targets=tuple(targets), keys=tuple(keys), compression_level=level,
+        chunk_size=chunk_size, primary=primary, direct_dual=direct_dual, verify=verify,
+        poll_interval=poll,
+        purge_warning_seconds=top.get("purge_warning_seconds", int, 3600),
+        metrics_port=top.get("metrics_port", int, 0),
+    )
+
+
+def render_default(state_dir: Path, *, tenant: str, mysql: MySQLConfig,
+                   archive_url: str, keyring: Path) -> str:
+    """The TOML ``init`` writes. Kept as text so comments survive for the operator."""
+    def q(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return f"""# binlog-shipper configuration (written by `binlog-shipper init`)
+tenant = {q(tenant)}
+state_dir = {q(str(state_dir))}
+compression_level = 3      # zstd level; 19 compresses ~1 MB/s: slower than a busy server writes
+verify = "full"            # read every object back and decrypt it before committing
+
+[mysql]
+host = {q(mysql.host)}
+port = {mysql.port}
+user = {q(mysql.user)}
+password_file = {q(mysql.password_file)}
+socket = {q(mysql.socket)}
+binlog_dir = {q(mysql.binlog_dir)}   # empty: read @@log_bin_basename from the server
+
+[routing]
+primary = "local"
+direct_dual = false
+
+[[targets]]
+url = {q(archive_url)}
+
+[[keys]]
+provider = "local"
+path = {q(str(keyring))}
+"""

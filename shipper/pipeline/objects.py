@@ -1,0 +1,65 @@
+"""Object keys and object metadata: the contract every part of the fleet reads.
+
+Key: ``{tenant_prefix}/mysql/{server_id}/{YYYY}/{MM}/{binlog_name}.zst.enc``
+with YYYY/MM from the binlog's *first event timestamp* in UTC, never the
+upload time, so a retry always targets the same key. A different file that
+would land on a taken key gets a lineage suffix; a file whose event checksums
+fail is kept under ``quarantine/`` so it is never mistaken for a good one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+OBJECT_SUFFIX = ".zst.enc"
+INDEX_SUFFIX = ".idx.zst.enc"
+FORMAT_VERSION = "1"
+#: S3 caps user metadata at 2 KB (keys + values); keep a margin for the SDK's prefixes.
+METADATA_BUDGET = 1800
+
+
+def utc_iso(ts: int | float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def binlog_key(tenant_prefix: str, server_id: int, first_timestamp: int, binlog_name: str) -> str:
+    t = dt.datetime.fromtimestamp(first_timestamp, dt.UTC)
+    return f"{tenant_prefix}/mysql/{server_id}/{t:%Y}/{t:%m}/{binlog_name}{OBJECT_SUFFIX}"
+
+
+def lineage_key(key: str, plaintext_sha256: str) -> str:
+    """Where a *different* file goes when ``key`` is taken (RESET MASTER, rebuilt server)."""
+    base = key.removesuffix(OBJECT_SUFFIX)
+    return f"{base}.lineage-{plaintext_sha256[:12]}{OBJECT_SUFFIX}"
+
+
+def quarantine_key(tenant_prefix: str, server_id: int, binlog_name: str,
+                   plaintext_sha256: str) -> str:
+    return (f"{tenant_prefix}/mysql/{server_id}/quarantine/"
+            f"{binlog_name}.{plaintext_sha256[:12]}{OBJECT_SUFFIX}")
+
+
+def index_key(key: str) -> str:
+    """The transaction index stored beside a binlog object."""
+    return key.removesuffix(OBJECT_SUFFIX) + INDEX_SUFFIX
+
+
+def build_metadata(fields: Mapping[str, object]) -> dict[str, str]:
+    """Stringify ``fields`` into object metadata that fits S3's 2 KB budget.
+
+    Values are ASCII. When the GTID set is too long it is cut, and
+    ``gtid_set_truncated = "true"`` says so: the full set lives in the envelope
+    header and the catalog.
+    """
+    meta = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+    for k, v in meta.items():
+        meta[k] = v.encode("ascii", "replace").decode("ascii")
+    size = sum(len(k) + len(v) for k, v in meta.items())
+    if size > METADATA_BUDGET and "gtid_set" in meta:
+        room = max(0, METADATA_BUDGET - (size - len(meta["gtid_set"])) - 40)
+        meta["gtid_set"] = meta["gtid_set"][:room]
+        meta["gtid_set_truncated"] = "true"
+    return meta
