@@ -121,8 +121,8 @@ class LocalKeyring:
             raise KeyProviderError(f"keyring {path} not found") from None
         except OSError as exc:
             raise KeyProviderError(f"keyring {path} cannot be opened: {exc.strerror}") from exc
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
+        try:
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise KeyProviderError(f"keyring {path} is not a regular file")
             if st.st_mode & 0o077:
@@ -131,10 +131,11 @@ class LocalKeyring:
                     f"keyring {path} is accessible by group or others (mode {mode:04o}); "
                     f"it must be readable by its owner only: chmod 600 {path}"
                 )
-            try:
-                data = f.read(_MAX_FILE + 1)
-            except OSError as exc:
-                raise KeyProviderError(f"keyring {path} cannot be read: {exc.strerror}") from exc
+            data = os.read(fd, _MAX_FILE + 1)
+        except OSError as exc:
+            raise KeyProviderError(f"keyring {path} cannot be read: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
         return cls(_parse(data, path), path)
 
     @classmethod
