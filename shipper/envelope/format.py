@@ -127,6 +127,24 @@ class EnvelopeHeader:
     def digest(self) -> bytes:
         return hashlib.sha256(self.raw).digest()
 
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (for ``inspect --json``); wrapped keys shown by size only."""
+        return {
+            "format_version": self.format_version,
+            "compression": self.compression,
+            "level": self.level,
+            "cipher": self.cipher,
+            "chunk_size": self.chunk_size,
+            "header_size": self.header_size,
+            "salt": self.salt.hex(),
+            "context": dict(self.context),
+            "metadata": dict(self.metadata),
+            "wrapped_keys": [
+                {"kind": k.kind, "key_id": k.key_id, "wrapped_bytes": len(k.wrapped)}
+                for k in self.wrapped_keys
+            ],
+        }
+
 
 @dataclass(frozen=True)
 class SealResult:
@@ -246,7 +264,7 @@ def _parse_body(raw: bytes, chunk_size: int, salt: bytes) -> EnvelopeHeader:
         context = _check_context(context)
         if level is not None and not isinstance(level, int):
             raise TypeError("level must be an integer")
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error) as exc:
         raise IntegrityError(f"envelope header body is malformed: {exc}") from exc
     return EnvelopeHeader(
         format_version=FORMAT_VERSION,
@@ -396,14 +414,17 @@ def _seal(
             raise KeyProviderError(
                 f"{p.kind}:{p.key_id} failed to wrap the data key: {exc}"
             ) from exc
-    raw = _encode_header(
-        chunk_size=chunk_size,
-        salt=salt,
-        context=ctx,
-        metadata=metadata or {},
-        wrapped_keys=wrapped,
-        level=level,
-    )
+    try:
+        raw = _encode_header(
+            chunk_size=chunk_size,
+            salt=salt,
+            context=ctx,
+            metadata=metadata or {},
+            wrapped_keys=wrapped,
+            level=level,
+        )
+    except TypeError as exc:
+        raise TypeError(f"envelope metadata must be JSON-serialisable: {exc}") from exc
     header = _parse_body(raw, chunk_size, salt)
     cipher = _ChunkCipher(dek, header)
     dst.write(raw)

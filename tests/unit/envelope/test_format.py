@@ -8,6 +8,7 @@ import json
 import os
 import struct
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -459,3 +460,40 @@ def test_property_round_trip_and_truncation(data: bytes, chunk_size: int, cut: i
     blob = sealed(data, chunk_size=chunk_size)
     assert opened(blob) == data
     _must_fail(blob[: cut % len(blob)])
+
+
+def test_header_as_dict_is_json() -> None:
+    hdr = read_header(io.BytesIO(sealed(b"x", metadata={"gtid_set": "0-1-1"})))
+    d = json.loads(json.dumps(hdr.as_dict()))
+    assert d["context"] == CTX and d["metadata"] == {"gtid_set": "0-1-1"}
+    assert d["wrapped_keys"] == [{"kind": "local", "key_id": KR_A.key_id, "wrapped_bytes": 61}]
+
+
+def test_metadata_must_be_json() -> None:
+    with pytest.raises(TypeError, match="JSON"):
+        sealed(b"x", metadata={"when": object()})
+
+
+def test_hostile_header_bodies() -> None:
+    def with_body(body: bytes) -> bytes:
+        return MAGIC + struct.pack(">HBBI16sI", 1, 1, 1, 1024, bytes(16), len(body)) + body
+
+    for body in (b"[" * 100000, b"[]", b'{"context":1}', b"\xff", b'{"keys":[1]}', b"null"):
+        with pytest.raises(IntegrityError, match="malformed"):
+            read_header(io.BytesIO(with_body(body)))
+    too_big = MAGIC + struct.pack(">HBBI16sI", 1, 1, 1, 1024, bytes(16), (16 << 20) + 1)
+    with pytest.raises(IntegrityError, match="out of range"):
+        read_header(io.BytesIO(too_big))
+
+
+SHARED_BINLOGS = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "binlogs"
+
+
+@pytest.mark.skipif(not SHARED_BINLOGS.is_dir(), reason="shared binlog fixtures not present")
+def test_real_binlog_fixtures_round_trip() -> None:
+    files = sorted(p for p in SHARED_BINLOGS.iterdir() if p.is_file() and p.suffix != ".tsv")
+    assert files
+    for f in files[:40]:
+        data = f.read_bytes()
+        blob = sealed(data, context={**CTX, "binlog_name": f.name}, chunk_size=64 << 10)
+        assert opened(blob, expected_context={**CTX, "binlog_name": f.name}) == data
