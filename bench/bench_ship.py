@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shipper import config as config_mod  # noqa: E402
-from shipper.config import MySQLConfig  # noqa: E402
-from shipper.keys.local import LocalKeyring  # noqa: E402
-from shipper.pipeline.ship import Shipper  # noqa: E402
-from shipper.sandbox import SandboxServer  # noqa: E402
+from shipper import config as config_mod
+from shipper.config import MySQLConfig
+from shipper.keys.local import LocalKeyring
+from shipper.pipeline.ship import Shipper
+from shipper.sandbox import SandboxServer
 
 
 def workload(server: SandboxServer, mb: int) -> None:
@@ -56,10 +56,13 @@ def workload(server: SandboxServer, mb: int) -> None:
 def make_config(state: Path, server: SandboxServer) -> config_mod.Config:
     state.mkdir(parents=True)
     LocalKeyring.create(state / "keyring")
-    text = config_mod.render_default(state, tenant="bench",
-                                     mysql=MySQLConfig(socket=str(server.socket_path)),
-                                     archive_url=f"file://{state / 'archive'}",
-                                     keyring=state / "keyring")
+    text = config_mod.render_default(
+        state,
+        tenant="bench",
+        mysql=MySQLConfig(socket=str(server.socket_path)),
+        archive_url=f"file://{state / 'archive'}",
+        keyring=state / "keyring",
+    )
     (state / "config.toml").write_text(text)
     return config_mod.load(state / "config.toml")
 
@@ -68,8 +71,10 @@ def c_tools(files: list[Path], out_dir: Path) -> float:
     key, iv = "00" * 32, "00" * 16
     t = time.perf_counter()
     for f in files:
-        cmd = (f"zstd -3 -T1 -q -c {f} | openssl enc -aes-256-ctr -K {key} -iv {iv} "
-               f"> {out_dir / f.name}.zst.enc && sha256sum {f} > /dev/null")
+        cmd = (
+            f"zstd -3 -T1 -q -c {f} | openssl enc -aes-256-ctr -K {key} -iv {iv} "
+            f"> {out_dir / f.name}.zst.enc && sha256sum {f} > /dev/null"
+        )
         subprocess.run(cmd, shell=True, check=True)
     return time.perf_counter() - t
 
@@ -88,8 +93,10 @@ def main() -> int:
             workload(server, args.mb)
             logs = server.binary_logs()[:-1]
             total = sum(s for _, s in logs)
-            print(f"workload: {len(logs)} closed binlogs, {total / 1e6:.1f} MB "
-                  f"in {time.perf_counter() - t:.1f}s")
+            print(
+                f"workload: {len(logs)} closed binlogs, {total / 1e6:.1f} MB "
+                f"in {time.perf_counter() - t:.1f}s"
+            )
             files = [server.binlog_dir / n for n, _ in logs]
             for f in files:  # warm the page cache for both contenders
                 f.read_bytes()
@@ -103,10 +110,14 @@ def main() -> int:
             (base / "c").mkdir()
             theirs = c_tools(files, base / "c")
             ours_mbs, theirs_mbs = total / ours / 1e6, total / theirs / 1e6
-            print(f"ours  (scan+CRC, stage, zstd-3, AES-GCM, fsync, verify, commit): "
-                  f"{ours_mbs:7.1f} MB/s  ({ours:.2f}s)")
-            print(f"C     (zstd -3 -T1 | openssl aes-256-ctr ; sha256sum):          "
-                  f"{theirs_mbs:7.1f} MB/s  ({theirs:.2f}s)")
+            print(
+                f"ours  (scan+CRC, stage, zstd-3, AES-GCM, fsync, verify, commit): "
+                f"{ours_mbs:7.1f} MB/s  ({ours:.2f}s)"
+            )
+            print(
+                f"C     (zstd -3 -T1 | openssl aes-256-ctr ; sha256sum):          "
+                f"{theirs_mbs:7.1f} MB/s  ({theirs:.2f}s)"
+            )
             print(f"ratio ours/C: {ours_mbs / theirs_mbs:.2f}   (target >= 0.7)")
             sealed = sum(p.stat().st_size for p in (base / "state" / "archive").rglob("*.zst.enc"))
             print(f"archive size: {sealed / 1e6:.1f} MB ({total / sealed:.2f}x compression)")
@@ -124,16 +135,20 @@ def big_rss(base: Path, mb: int) -> None:
     server.start()
     try:
         workload(server, mb)
-        (name, size), = server.binary_logs()[:-1][-1:]
+        ((name, size),) = server.binary_logs()[:-1][-1:]
         cfg = make_config(base / "state-big", server)
-        proc = subprocess.Popen([sys.executable, "-m", "shipper", "run", "--once", "--config",
-                                 str(cfg.path)], stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipper", "run", "--once", "--config", str(cfg.path)],
+            stdout=subprocess.DEVNULL,
+        )
         t = time.perf_counter()
         _pid, status, usage = os.wait4(proc.pid, 0)
         took = time.perf_counter() - t
-        print(f"1 GiB case: shipped {name} ({size / 2**20:.0f} MiB) in {took:.1f}s, exit "
-              f"{os.waitstatus_to_exitcode(status)}, peak RSS {usage.ru_maxrss / 1024:.1f} MiB "
-              f"(target <= 150 MB)")
+        print(
+            f"1 GiB case: shipped {name} ({size / 2**20:.0f} MiB) in {took:.1f}s, exit "
+            f"{os.waitstatus_to_exitcode(status)}, peak RSS {usage.ru_maxrss / 1024:.1f} MiB "
+            f"(target <= 150 MB)"
+        )
     finally:
         server.stop()
 

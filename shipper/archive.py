@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 from shipper import envelope
 from shipper.errors import IntegrityError, ObjectNotFound, ShipperError
 from shipper.keys import KeyProvider
@@ -30,8 +31,9 @@ class FetchResult:
     plaintext_sha256: str
 
 
-def find_binlog(backend: StorageBackend, tenant_prefix: str, binlog_name: str,
-                server_id: int | None = None) -> ObjectInfo:
+def find_binlog(
+    backend: StorageBackend, tenant_prefix: str, binlog_name: str, server_id: int | None = None
+) -> ObjectInfo:
     """The archived object for ``binlog_name`` (not quarantined, not an index).
 
     Several servers or lineages may hold the same name; then ``server_id`` must
@@ -49,17 +51,21 @@ def find_binlog(backend: StorageBackend, tenant_prefix: str, binlog_name: str,
             lineage.append(info)
     found = exact or lineage
     if not found:
-        raise ObjectNotFound(f"binlog {binlog_name} is not in the archive at {backend.url}/"
-                             f"{prefix}")
+        raise ObjectNotFound(
+            f"binlog {binlog_name} is not in the archive at {backend.url}/{prefix}"
+        )
     if len(found) > 1:
         keys = ", ".join(i.key for i in found)
-        raise ShipperError(f"binlog {binlog_name} is archived more than once ({keys}); "
-                           "choose one with --server-id or --key")
+        raise ShipperError(
+            f"binlog {binlog_name} is archived more than once ({keys}); "
+            "choose one with --server-id or --key"
+        )
     return found[0]
 
 
-def fetch_to_file(backend: StorageBackend, key: str, providers: Sequence[KeyProvider],
-                  dest: Path) -> FetchResult:
+def fetch_to_file(
+    backend: StorageBackend, key: str, providers: Sequence[KeyProvider], dest: Path
+) -> FetchResult:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stat = backend.stat(key)
@@ -72,15 +78,18 @@ def fetch_to_file(backend: StorageBackend, key: str, providers: Sequence[KeyProv
             os.fsync(out.fileno())
         want = stat.metadata.get("plaintext_sha256")
         if want and want != res.plaintext_sha256:
-            raise IntegrityError(f"{backend.url}/{key}: decrypted bytes have sha256 "
-                                 f"{res.plaintext_sha256}, metadata says {want}")
+            raise IntegrityError(
+                f"{backend.url}/{key}: decrypted bytes have sha256 "
+                f"{res.plaintext_sha256}, metadata says {want}"
+            )
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    return FetchResult(key=key, path=dest, plaintext_size=res.plaintext_size,
-                       plaintext_sha256=res.plaintext_sha256)
+    return FetchResult(
+        key=key, path=dest, plaintext_size=res.plaintext_size, plaintext_sha256=res.plaintext_sha256
+    )
 
 
 def sha256_file(path: Path) -> str:

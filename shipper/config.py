@@ -135,8 +135,9 @@ def load(path: str | os.PathLike[str]) -> Config:
     try:
         raw = tomllib.loads(p.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found (create one with: binlog-shipper init)") \
-            from None
+        raise ConfigError(
+            f"config file {p} not found (create one with: binlog-shipper init)"
+        ) from None
     except OSError as e:
         raise ConfigError(f"config file {p}: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:
@@ -145,9 +146,24 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
-    top = _Section(raw, "", {"tenant", "state_dir", "compression_level", "chunk_size", "mysql",
-                             "routing", "targets", "keys", "verify", "poll_interval",
-                             "purge_warning_seconds", "metrics_port"})
+    top = _Section(
+        raw,
+        "",
+        {
+            "tenant",
+            "state_dir",
+            "compression_level",
+            "chunk_size",
+            "mysql",
+            "routing",
+            "targets",
+            "keys",
+            "verify",
+            "poll_interval",
+            "purge_warning_seconds",
+            "metrics_port",
+        },
+    )
     tenant = top.get("tenant", str, "default")
     if not tenant or not all(c.isalnum() or c in "-_." for c in tenant):
         raise ConfigError(f"tenant must be letters, digits, '-', '_' or '.', got {tenant!r}")
@@ -167,14 +183,20 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     if poll <= 0:
         raise ConfigError(f"poll_interval must be > 0, got {poll}")
 
-    m = _Section(raw.get("mysql", {}), "mysql.", {"host", "port", "user", "password_file",
-                                                  "socket", "binlog_dir", "connect_timeout"})
+    m = _Section(
+        raw.get("mysql", {}),
+        "mysql.",
+        {"host", "port", "user", "password_file", "socket", "binlog_dir", "connect_timeout"},
+    )
     port = m.get("port", int, 3306)
     if not 0 < port < 65536:
         raise ConfigError(f"mysql.port must be between 1 and 65535, got {port}")
     mysql = MySQLConfig(
-        host=m.get("host", str, "127.0.0.1"), port=port, user=m.get("user", str, "root"),
-        password_file=m.get("password_file", str, ""), socket=m.get("socket", str, ""),
+        host=m.get("host", str, "127.0.0.1"),
+        port=port,
+        user=m.get("user", str, "root"),
+        password_file=m.get("password_file", str, ""),
+        socket=m.get("socket", str, ""),
         binlog_dir=m.get("binlog_dir", str, ""),
         connect_timeout=m.get("connect_timeout", int, 10),
     )
@@ -192,12 +214,15 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(f"targets[{i}] must be a table")
         url = t.get("url")
         if not isinstance(url, str) or "://" not in url:
-            raise ConfigError(f"targets[{i}].url must be a URL like file:///path, s3://bucket/prefix"
-                              f" or gs://bucket/prefix, got {url!r}")
+            raise ConfigError(
+                f"targets[{i}].url must be a URL like file:///path, s3://bucket/prefix"
+                f" or gs://bucket/prefix, got {url!r}"
+            )
         scheme = url.split("://", 1)[0]
         if scheme not in ("file", "s3", "gs", "memory"):
-            raise ConfigError(f"targets[{i}].url: unknown scheme {scheme!r} "
-                              "(use file://, s3:// or gs://)")
+            raise ConfigError(
+                f"targets[{i}].url: unknown scheme {scheme!r} (use file://, s3:// or gs://)"
+            )
         cloud = _cloud_of(url)
         options = {k: v for k, v in t.items() if k != "url"}
         targets.append(TargetConfig(url=url, cloud=cloud, options=options))
@@ -210,29 +235,40 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
 
     raw_keys = raw.get("keys", [])
     if not isinstance(raw_keys, list) or not raw_keys:
-        raise ConfigError("keys must list at least one [[keys]] entry (provider = \"local\", ...)")
+        raise ConfigError('keys must list at least one [[keys]] entry (provider = "local", ...)')
     keys = []
     for i, k in enumerate(raw_keys):
         if not isinstance(k, dict) or not isinstance(k.get("provider"), str):
-            raise ConfigError(f"keys[{i}].provider must be \"local\", \"aws-kms\" or \"gcp-kms\"")
+            raise ConfigError(f'keys[{i}].provider must be "local", "aws-kms" or "gcp-kms"')
         if k["provider"] not in ("local", "aws-kms", "gcp-kms"):
-            raise ConfigError(f"keys[{i}].provider must be \"local\", \"aws-kms\" or \"gcp-kms\", "
-                              f"got {k['provider']!r}")
+            raise ConfigError(
+                f'keys[{i}].provider must be "local", "aws-kms" or "gcp-kms", got {k["provider"]!r}'
+            )
         keys.append(dict(k))
 
     return Config(
-        path=path, tenant=tenant, state_dir=Path(state_dir), mysql=mysql,
-        targets=tuple(targets), keys=tuple(keys), compression_level=level,
-        chunk_size=chunk_size, primary=primary, direct_dual=direct_dual, verify=verify,
+        path=path,
+        tenant=tenant,
+        state_dir=Path(state_dir),
+        mysql=mysql,
+        targets=tuple(targets),
+        keys=tuple(keys),
+        compression_level=level,
+        chunk_size=chunk_size,
+        primary=primary,
+        direct_dual=direct_dual,
+        verify=verify,
         poll_interval=poll,
         purge_warning_seconds=top.get("purge_warning_seconds", int, 3600),
         metrics_port=top.get("metrics_port", int, 0),
     )
 
 
-def render_default(state_dir: Path, *, tenant: str, mysql: MySQLConfig,
-                   archive_url: str, keyring: Path) -> str:
+def render_default(
+    state_dir: Path, *, tenant: str, mysql: MySQLConfig, archive_url: str, keyring: Path
+) -> str:
     """The TOML ``init`` writes. Kept as text so comments survive for the operator."""
+
     def q(s: str) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -46,12 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         server.write_rows("shop.orders", rows=args.rows, payload=200)
         server.flush_binary_logs()
         logs = server.binary_logs()
-        print(f"   the server now has {len(logs)} binlogs: "
-              + ", ".join(f"{n} ({s} B)" for n, s in logs))
+        print(
+            f"   the server now has {len(logs)} binlogs: "
+            + ", ".join(f"{n} ({s} B)" for n, s in logs)
+        )
 
         _say(f"binlog-shipper init --state-dir {state}")
-        rc = cli(["init", "--state-dir", str(state), "--tenant", "demo",
-                  "--mysql-socket", str(server.socket_path)])
+        rc = cli(
+            [
+                "init",
+                "--state-dir",
+                str(state),
+                "--tenant",
+                "demo",
+                "--mysql-socket",
+                str(server.socket_path),
+            ]
+        )
         if rc:
             return rc
 
@@ -80,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _say("stopping MariaDB")
         server.stop()
-    _say(f"done. The encrypted archive is in {state / 'archive'}; the keyring is "
-         f"{state / 'keyring'}; the state manifest is {state / 'manifest.sqlite'}")
+    _say(
+        f"done. The encrypted archive is in {state / 'archive'}; the keyring is "
+        f"{state / 'keyring'}; the state manifest is {state / 'manifest.sqlite'}"
+    )
     return 0
 
 

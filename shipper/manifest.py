@@ -27,8 +27,15 @@ from typing import Any
 from shipper.errors import StateError
 
 STATES = ("discovered", "staged", "uploaded", "verified", "committed", "flagged", "gap")
-_RANK = {"discovered": 0, "staged": 1, "uploaded": 2, "verified": 3, "committed": 4,
-         "flagged": 4, "gap": 4}
+_RANK = {
+    "discovered": 0,
+    "staged": 1,
+    "uploaded": 2,
+    "verified": 3,
+    "committed": 4,
+    "flagged": 4,
+    "gap": 4,
+}
 TERMINAL = frozenset({"committed", "flagged", "gap"})
 
 _SCHEMA = """
@@ -77,10 +84,28 @@ CREATE TABLE IF NOT EXISTS backups (
 );
 """
 
-_COLUMNS = ("name", "sequence", "state", "size", "sha256", "server_id", "server_version",
-            "first_ts", "last_ts", "gtid_previous", "gtid_end", "file_status", "object_key",
-            "targets", "envelope_size", "error", "attempts", "discovered_at", "updated_at",
-            "committed_at")
+_COLUMNS = (
+    "name",
+    "sequence",
+    "state",
+    "size",
+    "sha256",
+    "server_id",
+    "server_version",
+    "first_ts",
+    "last_ts",
+    "gtid_previous",
+    "gtid_end",
+    "file_status",
+    "object_key",
+    "targets",
+    "envelope_size",
+    "error",
+    "attempts",
+    "discovered_at",
+    "updated_at",
+    "committed_at",
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +155,7 @@ class Manifest:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as e:
-            raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") \
-                from e
+            raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") from e
         self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
@@ -219,13 +243,17 @@ class Manifest:
 
     def record_attempt(self, name: str, error: str | None) -> None:
         with self._tx() as db:
-            db.execute("UPDATE binlogs SET attempts = attempts + 1, error = ?, updated_at = ?"
-                       " WHERE name = ?", (error, time.time(), name))
+            db.execute(
+                "UPDATE binlogs SET attempts = attempts + 1, error = ?, updated_at = ?"
+                " WHERE name = ?",
+                (error, time.time(), name),
+            )
 
     def pending(self) -> list[BinlogRow]:
         rows = self._db.execute(
             "SELECT * FROM binlogs WHERE state NOT IN ('committed', 'flagged', 'gap')"
-            " ORDER BY sequence").fetchall()
+            " ORDER BY sequence"
+        ).fetchall()
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -237,8 +265,10 @@ class Manifest:
     # -- journal: gaps, lineage conflicts, flagged files, purge warnings --
     def journal(self, kind: str, binlog: str | None, detail: Mapping[str, Any]) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO journal (at, binlog, kind, detail) VALUES (?, ?, ?, ?)",
-                       (time.time(), binlog, kind, json.dumps(dict(detail), sort_keys=True)))
+            db.execute(
+                "INSERT INTO journal (at, binlog, kind, detail) VALUES (?, ?, ?, ?)",
+                (time.time(), binlog, kind, json.dumps(dict(detail), sort_keys=True)),
+            )
 
     def journal_entries(self, kind: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT at, binlog, kind, detail FROM journal"
@@ -246,8 +276,10 @@ class Manifest:
         if kind:
             q += " WHERE kind = ?"
             args = (kind,)
-        return [{"at": r[0], "binlog": r[1], "kind": r[2], "detail": json.loads(r[3])}
-                for r in self._db.execute(q + " ORDER BY id", args)]
+        return [
+            {"at": r[0], "binlog": r[1], "kind": r[2], "detail": json.loads(r[3])}
+            for r in self._db.execute(q + " ORDER BY id", args)
+        ]
 
     # -- backups (base backups for point-in-time restore) --
     def add_backup(self, **fields: Any) -> None:

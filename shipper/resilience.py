@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, StorageError) and not isinstance(
-        exc, PermissionDenied | PreconditionFailed | ObjectNotFound)
+        exc, PermissionDenied | PreconditionFailed | ObjectNotFound
+    )
 
 
 def retrying(fn: Callable[[], T], attempts: int = 4, max_wait: float = 8.0) -> T:

@@ -85,7 +85,9 @@ class SandboxServer:
             cmd.append("--user=root")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
-            raise DatabaseError(f"mariadb-install-db failed in {self.datadir}: {res.stderr[-2000:]}")
+            raise DatabaseError(
+                f"mariadb-install-db failed in {self.datadir}: {res.stderr[-2000:]}"
+            )
 
     def start(self, timeout: float = 60.0) -> SandboxServer:
         self.install()
@@ -119,16 +121,18 @@ class SandboxServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise DatabaseError(f"mariadbd exited at start; see {self.log_path}:\n"
-                                    + self._log_tail())
+                raise DatabaseError(
+                    f"mariadbd exited at start; see {self.log_path}:\n" + self._log_tail()
+                )
             try:
                 self.connect().close()
                 return self
             except pymysql.err.OperationalError:
                 time.sleep(0.1)
         self.stop()
-        raise DatabaseError(f"mariadbd did not accept connections in {timeout}s:\n"
-                            + self._log_tail())
+        raise DatabaseError(
+            f"mariadbd did not accept connections in {timeout}s:\n" + self._log_tail()
+        )
 
     def _log_tail(self) -> str:
         try:
@@ -150,13 +154,22 @@ class SandboxServer:
 
     def connect(self, database: str | None = None, **kw: Any) -> pymysql.connections.Connection:
         return pymysql.connect(
-            unix_socket=str(self.socket_path), user="root", password="", database=database,
-            autocommit=True, **kw,
+            unix_socket=str(self.socket_path),
+            user="root",
+            password="",
+            database=database,
+            autocommit=True,
+            **kw,
         )
 
     def dsn(self) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": self.port, "user": "root", "password": "",
-                "socket": str(self.socket_path)}
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": "root",
+            "password": "",
+            "socket": str(self.socket_path),
+        }
 
     # -- helpers for tests and the demo --
     def execute(self, *statements: str) -> None:

@@ -16,26 +16,51 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.shipped = Counter("binlog_shipper_binlogs_shipped_total",
-                               "Binlogs archived and committed", registry=r)
-        self.bytes = Counter("binlog_shipper_plaintext_bytes_shipped_total",
-                             "Plaintext binlog bytes archived", registry=r)
-        self.flagged = Counter("binlog_shipper_binlogs_flagged_total",
-                               "Binlogs quarantined (event checksum mismatch)", registry=r)
-        self.gaps = Counter("binlog_shipper_gaps_total",
-                            "Binlogs purged by the server before they were shipped", registry=r)
-        self.lineage = Counter("binlog_shipper_lineage_conflicts_total",
-                               "Different files found at a binlog's key", registry=r)
-        self.failures = Counter("binlog_shipper_failures_total",
-                                "Failed shipping attempts", ["stage"], registry=r)
-        self.purge_risk = Gauge("binlog_shipper_binlogs_near_purge",
-                                "Unarchived binlogs close to the server's expiry", registry=r)
-        self.pending = Gauge("binlog_shipper_binlogs_pending",
-                             "Closed binlogs not yet committed", registry=r)
-        self.last_commit = Gauge("binlog_shipper_last_commit_timestamp_seconds",
-                                 "When the last binlog was committed", registry=r)
-        self.duration = Histogram("binlog_shipper_ship_seconds", "Time to ship one binlog",
-                                  registry=r, buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300))
+        self.shipped = Counter(
+            "binlog_shipper_binlogs_shipped_total", "Binlogs archived and committed", registry=r
+        )
+        self.bytes = Counter(
+            "binlog_shipper_plaintext_bytes_shipped_total",
+            "Plaintext binlog bytes archived",
+            registry=r,
+        )
+        self.flagged = Counter(
+            "binlog_shipper_binlogs_flagged_total",
+            "Binlogs quarantined (event checksum mismatch)",
+            registry=r,
+        )
+        self.gaps = Counter(
+            "binlog_shipper_gaps_total",
+            "Binlogs purged by the server before they were shipped",
+            registry=r,
+        )
+        self.lineage = Counter(
+            "binlog_shipper_lineage_conflicts_total",
+            "Different files found at a binlog's key",
+            registry=r,
+        )
+        self.failures = Counter(
+            "binlog_shipper_failures_total", "Failed shipping attempts", ["stage"], registry=r
+        )
+        self.purge_risk = Gauge(
+            "binlog_shipper_binlogs_near_purge",
+            "Unarchived binlogs close to the server's expiry",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "binlog_shipper_binlogs_pending", "Closed binlogs not yet committed", registry=r
+        )
+        self.last_commit = Gauge(
+            "binlog_shipper_last_commit_timestamp_seconds",
+            "When the last binlog was committed",
+            registry=r,
+        )
+        self.duration = Histogram(
+            "binlog_shipper_ship_seconds",
+            "Time to ship one binlog",
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300),
+        )
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

@@ -12,16 +12,26 @@ from shipper.keys.local import LocalKeyring
 from shipper.sandbox import SandboxServer
 
 
-def write_config(state_dir: Path, server: SandboxServer, *, tenant: str = "t1",
-                 archive: str | None = None, extra: str = "") -> Path:
+def write_config(
+    state_dir: Path,
+    server: SandboxServer,
+    *,
+    tenant: str = "t1",
+    archive: str | None = None,
+    extra: str = "",
+) -> Path:
     """Write STATE_DIR/config.toml + keyring for ``server``; returns the config path."""
     state_dir.mkdir(parents=True, exist_ok=True)
     keyring = state_dir / "keyring"
     if not keyring.exists():
         LocalKeyring.create(keyring)
     text = config_mod.render_default(
-        state_dir, tenant=tenant, mysql=MySQLConfig(socket=str(server.socket_path)),
-        archive_url=archive or f"file://{state_dir / 'archive'}", keyring=keyring)
+        state_dir,
+        tenant=tenant,
+        mysql=MySQLConfig(socket=str(server.socket_path)),
+        archive_url=archive or f"file://{state_dir / 'archive'}",
+        keyring=keyring,
+    )
     path = state_dir / "config.toml"
     path.write_text(extra + "\n" + text if extra else text)
     return path

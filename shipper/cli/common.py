@@ -15,9 +15,12 @@ from shipper.config import Config
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-c", "--config", type=Path,
-                   help="config file (default: $BINLOG_SHIPPER_CONFIG or "
-                        f"{config_mod.DEFAULT_CONFIG_PATH})")
+    g.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help=f"config file (default: $BINLOG_SHIPPER_CONFIG or {config_mod.DEFAULT_CONFIG_PATH})",
+    )
     g.add_argument("--state-dir", type=Path, help="use STATE_DIR/config.toml")
 
 

@@ -16,14 +16,20 @@ from shipper.storage import open_backend
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "fetch", help="restore one archived binlog to a file, byte-identical",
+        "fetch",
+        help="restore one archived binlog to a file, byte-identical",
         description="Find BINLOG_NAME in the archive, verify and decrypt it, and write the "
-                    "original bytes to FILE (written only after the whole object verified).")
+        "original bytes to FILE (written only after the whole object verified).",
+    )
     add_config_args(p)
     p.add_argument("binlog", metavar="BINLOG_NAME")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
-    p.add_argument("--from", dest="source", metavar="URL",
-                   help="target to read from (default: the first configured target)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="target to read from (default: the first configured target)",
+    )
     p.add_argument("--server-id", type=int, help="pick the server when several share the name")
     p.add_argument("--key", help="exact object key (skips the search)")
     p.set_defaults(func=run)
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if key is None:
         key = find_binlog(backend, cfg.tenant_prefix, args.binlog, args.server_id).key
     res = fetch_to_file(backend, key, providers, args.output)
-    print(f"{args.binlog}: {res.plaintext_size} bytes, sha256 {res.plaintext_sha256}, "
-          f"verified, written to {res.path}")
+    print(
+        f"{args.binlog}: {res.plaintext_size} bytes, sha256 {res.plaintext_sha256}, "
+        f"verified, written to {res.path}"
+    )
     return 0

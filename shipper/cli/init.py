@@ -14,9 +14,11 @@ from shipper.keys.local import LocalKeyring
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "init", help="write a config and a new local keyring into a state dir",
+        "init",
+        help="write a config and a new local keyring into a state dir",
         description="Create STATE_DIR/config.toml (local archive, local keyring) and "
-                    "STATE_DIR/keyring (a 32-byte key encryption key, mode 0600).")
+        "STATE_DIR/keyring (a 32-byte key encryption key, mode 0600).",
+    )
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--tenant", default="default")
     p.add_argument("--archive", help="target URL (default: file://STATE_DIR/archive)")
@@ -37,12 +39,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{cfg_path} already exists; not overwriting it")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     archive = args.archive or f"file://{state_dir / 'archive'}"
-    mysql = config_mod.MySQLConfig(host=args.mysql_host, port=args.mysql_port,
-                                   user=args.mysql_user,
-                                   password_file=args.mysql_password_file,
-                                   socket=args.mysql_socket, binlog_dir=args.binlog_dir)
-    text = config_mod.render_default(state_dir, tenant=args.tenant, mysql=mysql,
-                                     archive_url=archive, keyring=keyring)
+    mysql = config_mod.MySQLConfig(
+        host=args.mysql_host,
+        port=args.mysql_port,
+        user=args.mysql_user,
+        password_file=args.mysql_password_file,
+        socket=args.mysql_socket,
+        binlog_dir=args.binlog_dir,
+    )
+    text = config_mod.render_default(
+        state_dir, tenant=args.tenant, mysql=mysql, archive_url=archive, keyring=keyring
+    )
     config_mod.parse(__import__("tomllib").loads(text), cfg_path)  # what we write must load
     if not keyring.exists():
         LocalKeyring.create(keyring)
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     os.chmod(tmp, 0o600)
     os.replace(tmp, cfg_path)
     print(f"wrote {cfg_path}")
-    print(f"{'created' if made_key else 'kept existing'} keyring {keyring} (mode 0600) -- "
-          "back it up: without it the archive cannot be decrypted")
+    print(
+        f"{'created' if made_key else 'kept existing'} keyring {keyring} (mode 0600) -- "
+        "back it up: without it the archive cannot be decrypted"
+    )
     return 0

@@ -16,14 +16,19 @@ log = logging.getLogger(__name__)
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "run", help="ship closed binlogs",
+        "run",
+        help="ship closed binlogs",
         description="Ship every closed binlog, then (without --once) keep watching the binlog "
-                    "directory and ship each binlog as the server closes it.")
+        "directory and ship each binlog as the server closes it.",
+    )
     add_config_args(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one pass, then exit")
-    mode.add_argument("--dry-run", action="store_true",
-                      help="upload nothing; print JSON: pending binlogs, keys, sizes, checks")
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="upload nothing; print JSON: pending binlogs, keys, sizes, checks",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,8 +58,10 @@ def _report(res: PassResult) -> int:
         print(f"GAP      {name}: purged by the server before it was shipped")
     for name, err in res.failed.items():
         print(f"FAILED   {name}: {err}")
-    print(f"{len(res.shipped)} shipped, {len(res.already)} already archived, "
-          f"{len(res.flagged)} flagged, {len(res.gaps)} gaps, {len(res.failed)} failed")
+    print(
+        f"{len(res.shipped)} shipped, {len(res.already)} already archived, "
+        f"{len(res.flagged)} flagged, {len(res.gaps)} gaps, {len(res.failed)} failed"
+    )
     return 0 if res.ok else 1
 
 
@@ -100,4 +107,3 @@ def watch(shipper: Shipper) -> int:
             observer.stop()
             observer.join()
     return 0
-

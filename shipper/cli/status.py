@@ -28,26 +28,39 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     path = cfg.state_dir / "manifest.sqlite"
     if not path.exists():
-        raise StateError(f"no state manifest at {path}: nothing has been shipped yet "
-                         "(run: binlog-shipper run --once)")
+        raise StateError(
+            f"no state manifest at {path}: nothing has been shipped yet "
+            "(run: binlog-shipper run --once)"
+        )
     with Manifest(path) as m:
         rows = m.all()
         counts = m.counts()
         journal = m.journal_entries()
     problems = [e for e in journal if e["kind"] in ("gap", "flagged", "lineage_conflict")]
     if args.json:
-        print_json({"tenant": cfg.tenant, "state_dir": str(cfg.state_dir),
-                    "targets": [t.url for t in cfg.write_targets()], "counts": counts,
-                    "binlogs": [r.as_dict() for r in rows], "problems": problems})
+        print_json(
+            {
+                "tenant": cfg.tenant,
+                "state_dir": str(cfg.state_dir),
+                "targets": [t.url for t in cfg.write_targets()],
+                "counts": counts,
+                "binlogs": [r.as_dict() for r in rows],
+                "problems": problems,
+            }
+        )
         return 0
     print(f"tenant {cfg.tenant}   state {cfg.state_dir}")
     print("targets: " + ", ".join(t.url for t in cfg.write_targets()))
     print("  ".join(f"{k}={v}" for k, v in counts.items() if v))
-    print(f"{'BINLOG':<22} {'STATE':<10} {'SIZE':>12} {'FIRST EVENT (UTC)':<21} "
-          f"{'LAST EVENT (UTC)':<21} FILE")
+    print(
+        f"{'BINLOG':<22} {'STATE':<10} {'SIZE':>12} {'FIRST EVENT (UTC)':<21} "
+        f"{'LAST EVENT (UTC)':<21} FILE"
+    )
     for r in rows:
-        print(f"{r.name:<22} {r.state:<10} {r.size or 0:>12} {_ts(r.first_ts):<21} "
-              f"{_ts(r.last_ts):<21} {r.file_status or '-'}")
+        print(
+            f"{r.name:<22} {r.state:<10} {r.size or 0:>12} {_ts(r.first_ts):<21} "
+            f"{_ts(r.last_ts):<21} {r.file_status or '-'}"
+        )
         if r.error and r.state != "committed":
             print(f"    ! {r.error}")
     for e in problems:

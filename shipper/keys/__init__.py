@@ -1,7 +1,7 @@
 """Key providers and the config registry.
 
 ``make_provider({"provider": "local", "path": "/var/lib/binlog-shipper/keyring"})``
-``make_provider({"provider": "aws-kms", "key_id": "arn:aws:kms:...", "region": ..., "endpoint_url": ...})``
+``make_provider({"provider": "aws-kms", "key_id": "arn:aws:kms:...", "region": "eu-west-1"})``
 ``make_provider({"provider": "gcp-kms", "key_name": "projects/.../cryptoKeys/..."})``
 
 SDKs are imported lazily: only the provider in use needs its SDK installed.
@@ -54,5 +54,7 @@ def make_provider(cfg: Mapping[str, Any]) -> KeyProvider:
         factory = _PROVIDERS[str(kind)]
     except KeyError:
         known = ", ".join(sorted(_PROVIDERS))
-        raise ConfigError(f"keys.provider = {kind!r} is not a key provider (known: {known})") from None
+        raise ConfigError(
+            f"keys.provider = {kind!r} is not a key provider (known: {known})"
+        ) from None
     return factory(cfg)

@@ -45,8 +45,12 @@ class ServerState:
 
 
 def connect(cfg: MySQLConfig) -> pymysql.connections.Connection:
-    kw: dict[str, Any] = {"user": cfg.user, "password": cfg.password(),
-                          "connect_timeout": cfg.connect_timeout, "autocommit": True}
+    kw: dict[str, Any] = {
+        "user": cfg.user,
+        "password": cfg.password(),
+        "connect_timeout": cfg.connect_timeout,
+        "autocommit": True,
+    }
     if cfg.socket:
         kw["unix_socket"] = cfg.socket
         where = f"socket {cfg.socket}"
@@ -56,8 +60,7 @@ def connect(cfg: MySQLConfig) -> pymysql.connections.Connection:
     try:
         return pymysql.connect(**kw)
     except pymysql.err.MySQLError as e:
-        raise DatabaseError(f"cannot connect to MySQL/MariaDB at {where} as {cfg.user}: {e}") \
-            from e
+        raise DatabaseError(f"cannot connect to MySQL/MariaDB at {where} as {cfg.user}: {e}") from e
 
 
 def _scalar(cur: Any, sql: str) -> Any:
@@ -75,8 +78,10 @@ def read_state(cfg: MySQLConfig) -> ServerState:
             cur.execute("SHOW BINARY LOGS")
             binlogs = tuple((str(r[0]), int(r[1])) for r in cur.fetchall())
         except pymysql.err.MySQLError as e:
-            raise DatabaseError(f"SHOW BINARY LOGS failed (is log_bin on? does the user have "
-                                f"REPLICATION CLIENT / BINLOG MONITOR?): {e}") from e
+            raise DatabaseError(
+                f"SHOW BINARY LOGS failed (is log_bin on? does the user have "
+                f"REPLICATION CLIENT / BINLOG MONITOR?): {e}"
+            ) from e
         status = None
         for sql in ("SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"):
             try:
@@ -86,8 +91,10 @@ def read_state(cfg: MySQLConfig) -> ServerState:
             except pymysql.err.MySQLError as e:
                 log.debug("%s failed: %s", sql, e)
         if not status:
-            raise DatabaseError("neither SHOW MASTER STATUS nor SHOW BINARY LOG STATUS returned "
-                                "a row: binary logging is off on this server")
+            raise DatabaseError(
+                "neither SHOW MASTER STATUS nor SHOW BINARY LOG STATUS returned "
+                "a row: binary logging is off on this server"
+            )
         basename = _scalar(cur, "SELECT @@log_bin_basename") or ""
         server_id = int(_scalar(cur, "SELECT @@server_id") or 0)
         server_uuid = _scalar(cur, "SELECT @@server_uuid") or ""
@@ -96,6 +103,12 @@ def read_state(cfg: MySQLConfig) -> ServerState:
         if expire is None:
             days = _scalar(cur, "SELECT @@expire_logs_days")
             expire = int(float(days or 0) * 86400)
-    return ServerState(binlogs=binlogs, active=str(status[0]), log_bin_basename=str(basename),
-                       server_id=server_id, server_uuid=str(server_uuid), version=str(version),
-                       expire_seconds=int(expire or 0))
+    return ServerState(
+        binlogs=binlogs,
+        active=str(status[0]),
+        log_bin_basename=str(basename),
+        server_id=server_id,
+        server_uuid=str(server_uuid),
+        version=str(version),
+        expire_seconds=int(expire or 0),
+    )

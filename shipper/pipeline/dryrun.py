@@ -43,8 +43,11 @@ def dry_run(cfg: Config) -> dict[str, Any]:
             continue
         server_id = info.server_id if info.server_id is not None else state.server_id
         key = objects.binlog_key(cfg.tenant_prefix, server_id, info.first_timestamp or 0, name)
-        entry.update(status=info.status, first_timestamp=objects.utc_iso(info.first_timestamp),
-                     keys={t.url: key for t in targets})
+        entry.update(
+            status=info.status,
+            first_timestamp=objects.utc_iso(info.first_timestamp),
+            keys={t.url: key for t in targets},
+        )
         pending.append(entry)
     providers: list[Any] = []
     checks: list[dict[str, Any]] = []
@@ -52,26 +55,43 @@ def dry_run(cfg: Config) -> dict[str, Any]:
         try:
             providers.append(make_provider(k))
         except ShipperError as e:
-            checks.append({"target": k.get("provider"), "name": "key provider usable",
-                           "status": "denied", "detail": str(e)})
+            checks.append(
+                {
+                    "target": k.get("provider"),
+                    "name": "key provider usable",
+                    "status": "denied",
+                    "detail": str(e),
+                }
+            )
     for t in targets:
         try:
             backend = open_backend(t.url, t.options)
         except ShipperError as e:
-            checks.append({"target": t.url, "name": "target reachable", "status": "denied",
-                           "detail": str(e)})
+            checks.append(
+                {"target": t.url, "name": "target reachable", "status": "denied", "detail": str(e)}
+            )
             continue
         checks.extend(_checks(backend, providers))
-    return {"server": {"active": state.active, "server_id": state.server_id,
-                       "version": state.version, "binlog_dir": str(binlog_dir),
-                       "expire_seconds": state.expire_seconds},
-            "pending": pending, "targets": [t.url for t in targets], "checks": checks}
+    return {
+        "server": {
+            "active": state.active,
+            "server_id": state.server_id,
+            "version": state.version,
+            "binlog_dir": str(binlog_dir),
+            "expire_seconds": state.expire_seconds,
+        },
+        "pending": pending,
+        "targets": [t.url for t in targets],
+        "checks": checks,
+    }
 
 
 def _checks(backend: Any, providers: list[Any]) -> list[dict[str, Any]]:
     with contextlib.suppress(ModuleNotFoundError):
         from shipper.storage.preflight import preflight  # type: ignore[import-not-found,unused-ignore]
 
-        return [c if isinstance(c, dict) else c.as_dict()
-                for c in preflight(backend, key_providers=providers)]
+        return [
+            c if isinstance(c, dict) else c.as_dict()
+            for c in preflight(backend, key_providers=providers)
+        ]
     return []

@@ -36,10 +36,13 @@ def lineage_key(key: str, plaintext_sha256: str) -> str:
     return f"{base}.lineage-{plaintext_sha256[:12]}{OBJECT_SUFFIX}"
 
 
-def quarantine_key(tenant_prefix: str, server_id: int, binlog_name: str,
-                   plaintext_sha256: str) -> str:
-    return (f"{tenant_prefix}/mysql/{server_id}/quarantine/"
-            f"{binlog_name}.{plaintext_sha256[:12]}{OBJECT_SUFFIX}")
+def quarantine_key(
+    tenant_prefix: str, server_id: int, binlog_name: str, plaintext_sha256: str
+) -> str:
+    return (
+        f"{tenant_prefix}/mysql/{server_id}/quarantine/"
+        f"{binlog_name}.{plaintext_sha256[:12]}{OBJECT_SUFFIX}"
+    )
 
 
 def index_key(key: str) -> str:

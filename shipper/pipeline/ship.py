@@ -65,19 +65,28 @@ class PassResult:
 class Shipper:
     """Ships the closed binlogs of one server to the configured targets."""
 
-    def __init__(self, cfg: Config, *, backends: Sequence[StorageBackend] | None = None,
-                 providers: Sequence[KeyProvider] | None = None,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        backends: Sequence[StorageBackend] | None = None,
+        providers: Sequence[KeyProvider] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.cfg = cfg
         self.state_dir = cfg.state_dir
         self._check_state_dir()
         self.staging = self.state_dir / "staging"
         self.staging.mkdir(mode=0o700, exist_ok=True)
         self.manifest = Manifest(self.state_dir / "manifest.sqlite")
-        self.backends = list(backends) if backends is not None else [
-            open_backend(t.url, t.options) for t in cfg.write_targets()]
-        self.providers = list(providers) if providers is not None else [
-            make_provider(k) for k in cfg.keys]
+        self.backends = (
+            list(backends)
+            if backends is not None
+            else [open_backend(t.url, t.options) for t in cfg.write_targets()]
+        )
+        self.providers = (
+            list(providers) if providers is not None else [make_provider(k) for k in cfg.keys]
+        )
         self.metrics = metrics or Metrics()
 
     def _check_state_dir(self) -> None:
@@ -116,8 +125,10 @@ class Shipper:
         state = read_state(self.cfg.mysql)
         binlog_dir = Path(self.cfg.mysql.binlog_dir or state.binlog_dir)
         if not binlog_dir.is_dir():
-            raise StateError(f"binlog dir {binlog_dir} does not exist or is not a directory on "
-                             "this host (set mysql.binlog_dir)")
+            raise StateError(
+                f"binlog dir {binlog_dir} does not exist or is not a directory on "
+                "this host (set mysql.binlog_dir)"
+            )
         return state, binlog_dir
 
     def run_once(self) -> PassResult:
@@ -195,9 +206,11 @@ class Shipper:
                 left = state.expire_seconds - (now - path.stat().st_mtime)
                 if left < self.cfg.purge_warning_seconds:
                     at_risk += 1
-                    msg = (f"binlog {row.name} is not archived yet and the server may purge it in "
-                           f"{max(0, int(left))}s (binlog_expire_logs_seconds="
-                           f"{state.expire_seconds})")
+                    msg = (
+                        f"binlog {row.name} is not archived yet and the server may purge it in "
+                        f"{max(0, int(left))}s (binlog_expire_logs_seconds="
+                        f"{state.expire_seconds})"
+                    )
                     log.warning(msg)
                     result.warnings.append(msg)
         self.metrics.purge_risk.set(at_risk)
@@ -218,12 +231,16 @@ class Shipper:
                 return "gaps"
             row = self.manifest.advance(name, "staged")
         if not staged.exists():
-            raise StateError(f"binlog {name} is {row.state} but its staged copy {staged} is "
-                             "missing; was the state dir cleaned by hand?")
+            raise StateError(
+                f"binlog {name} is {row.state} but its staged copy {staged} is "
+                "missing; was the state dir cleaned by hand?"
+            )
         info = scan_file(staged)
         if row.sha256 and row.sha256 != info.sha256:
-            raise IntegrityError(f"staged binlog {staged} changed since it was staged "
-                                 f"(sha256 {row.sha256} -> {info.sha256})")
+            raise IntegrityError(
+                f"staged binlog {staged} changed since it was staged "
+                f"(sha256 {row.sha256} -> {info.sha256})"
+            )
         if info.first_timestamp is None:
             raise BinlogFormatError(f"binlog {name} has no events: nothing to date it by")
         server_id = info.server_id if info.server_id is not None else state.server_id
@@ -231,33 +248,42 @@ class Shipper:
         if flagged:
             key = objects.quarantine_key(self.cfg.tenant_prefix, server_id, name, info.sha256)
         else:
-            key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp,
-                                     name)
+            key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp, name)
         self._record_scan(name, info)
         trace_id = new_trace_id()
         context = {"tenant": self.cfg.tenant, "server_id": str(server_id), "binlog_name": name}
         meta_fields: dict[str, Any] = {
-            "server_uuid": state.server_uuid, "server_id": server_id, "binlog_name": name,
-            "binlog_sequence": binlog_sequence(name), "gtid_set": info.gtid_executed_end,
+            "server_uuid": state.server_uuid,
+            "server_id": server_id,
+            "binlog_name": name,
+            "binlog_sequence": binlog_sequence(name),
+            "gtid_set": info.gtid_executed_end,
             "start_timestamp": objects.utc_iso(info.first_timestamp),
             "end_timestamp": objects.utc_iso(info.last_timestamp),
-            "compression_algorithm": "zstd", "plaintext_sha256": info.sha256,
-            "plaintext_size": info.size, "format_version": objects.FORMAT_VERSION,
-            "tenant": self.cfg.tenant, "trace_id": trace_id,
+            "compression_algorithm": "zstd",
+            "plaintext_sha256": info.sha256,
+            "plaintext_size": info.size,
+            "format_version": objects.FORMAT_VERSION,
+            "tenant": self.cfg.tenant,
+            "trace_id": trace_id,
         }
         if info.status != "complete":
             meta_fields["binlog_status"] = info.status
-        header_meta = {**meta_fields, "gtid_previous": info.gtid_previous,
-                       "gtid_executed_end": info.gtid_executed_end,
-                       "server_version": info.server_version, "file_status": info.status,
-                       "crc_error_at": info.crc_error_at, "truncated_at": info.truncated_at}
+        header_meta = {
+            **meta_fields,
+            "gtid_previous": info.gtid_previous,
+            "gtid_executed_end": info.gtid_executed_end,
+            "server_version": info.server_version,
+            "file_status": info.status,
+            "crc_error_at": info.crc_error_at,
+            "truncated_at": info.truncated_at,
+        }
         metadata = objects.build_metadata(meta_fields)
 
         final_keys: list[str] = []
         outcome = "already"
         for backend in self.backends:
-            k, uploaded = self._upload(backend, key, staged, info, context, header_meta,
-                                       metadata)
+            k, uploaded = self._upload(backend, key, staged, info, context, header_meta, metadata)
             if uploaded:
                 outcome = "shipped"
             self._verify(backend, k, info)
@@ -268,20 +294,32 @@ class Shipper:
         self.manifest.advance(name, "uploaded", object_key=final_keys[0], targets=targets)
         self.manifest.advance(name, "verified")
         if flagged:
-            self.manifest.advance(name, "flagged", error=f"event checksum mismatch at offset "
-                                  f"{info.crc_error_at}; quarantined at {final_keys[0]}")
-            self.manifest.journal("flagged", name, {"crc_error_at": info.crc_error_at,
-                                                    "key": final_keys[0]})
+            self.manifest.advance(
+                name,
+                "flagged",
+                error=f"event checksum mismatch at offset "
+                f"{info.crc_error_at}; quarantined at {final_keys[0]}",
+            )
+            self.manifest.journal(
+                "flagged", name, {"crc_error_at": info.crc_error_at, "key": final_keys[0]}
+            )
             self.metrics.flagged.inc()
-            log.error("binlog %s: event checksum mismatch at offset %s; archived to quarantine "
-                      "key %s and NOT counted as restorable", name, info.crc_error_at,
-                      final_keys[0])
+            log.error(
+                "binlog %s: event checksum mismatch at offset %s; archived to quarantine "
+                "key %s and NOT counted as restorable",
+                name,
+                info.crc_error_at,
+                final_keys[0],
+            )
             outcome = "flagged"
         else:
             if info.status != "complete":
                 self.manifest.journal(info.status, name, {"truncated_at": info.truncated_at})
-                log.warning("binlog %s is %s (no closing ROTATE/STOP event); archived as is and "
-                            "flagged", name, info.status)
+                log.warning(
+                    "binlog %s is %s (no closing ROTATE/STOP event); archived as is and flagged",
+                    name,
+                    info.status,
+                )
             self.manifest.advance(name, "committed", error=None)
             self.metrics.shipped.inc()
             self.metrics.bytes.inc(info.size)
@@ -293,10 +331,17 @@ class Shipper:
 
     def _record_scan(self, name: str, info: BinlogInfo) -> None:
         self.manifest.update(
-            name, size=info.size, sha256=info.sha256, server_id=info.server_id,
-            server_version=info.server_version, first_ts=info.first_timestamp,
-            last_ts=info.last_timestamp, gtid_previous=info.gtid_previous,
-            gtid_end=info.gtid_executed_end, file_status=info.status)
+            name,
+            size=info.size,
+            sha256=info.sha256,
+            server_id=info.server_id,
+            server_version=info.server_version,
+            first_ts=info.first_timestamp,
+            last_ts=info.last_timestamp,
+            gtid_previous=info.gtid_previous,
+            gtid_end=info.gtid_executed_end,
+            file_status=info.status,
+        )
 
     def _stage(self, src: Path, dst: Path) -> None:
         """Hardlink (or copy, across filesystems) the closed binlog into the state dir.
@@ -321,19 +366,33 @@ class Shipper:
         with contextlib.suppress(PermissionError):
             os.chmod(dst, 0o600)
 
-    def _seal_to_file(self, src: Path, context: dict[str, str], header_meta: dict[str, Any],
-                      dest: Path) -> envelope.SealResult:
+    def _seal_to_file(
+        self, src: Path, context: dict[str, str], header_meta: dict[str, Any], dest: Path
+    ) -> envelope.SealResult:
         tmp = dest.with_name(dest.name + ".tmp")
         with src.open("rb") as fin, tmp.open("wb") as fout:
-            res = envelope.seal(fin, fout, providers=self.providers, context=context,
-                                metadata=header_meta, level=self.cfg.compression_level,
-                                chunk_size=self.cfg.chunk_size)
+            res = envelope.seal(
+                fin,
+                fout,
+                providers=self.providers,
+                context=context,
+                metadata=header_meta,
+                level=self.cfg.compression_level,
+                chunk_size=self.cfg.chunk_size,
+            )
         os.replace(tmp, dest)
         return res
 
-    def _upload(self, backend: StorageBackend, key: str, staged: Path, info: BinlogInfo,
-                context: dict[str, str], header_meta: dict[str, Any],
-                metadata: dict[str, str]) -> tuple[str, bool]:
+    def _upload(
+        self,
+        backend: StorageBackend,
+        key: str,
+        staged: Path,
+        info: BinlogInfo,
+        context: dict[str, str],
+        header_meta: dict[str, Any],
+        metadata: dict[str, str],
+    ) -> tuple[str, bool]:
         """Put the sealed object at ``key``; returns (final key, whether we wrote it)."""
         candidates = [key, objects.lineage_key(key, info.sha256)]
         sealed = staged.with_name(staged.name + objects.OBJECT_SUFFIX)
@@ -354,39 +413,62 @@ class Shipper:
             except PreconditionFailed:
                 # Lost a race (or the stat above was stale): decide again on what is there now.
                 existing = _stat_or_none(backend, k)
-                if existing is not None and \
-                        existing.metadata.get("plaintext_sha256") == info.sha256:
+                if (
+                    existing is not None
+                    and existing.metadata.get("plaintext_sha256") == info.sha256
+                ):
                     return k, False
                 self._lineage_conflict(backend, k, info, existing.metadata if existing else {})
-        raise IntegrityError(f"binlog {info.name}: both {candidates[0]} and its lineage key "
-                             f"{candidates[1]} hold other files on {backend.url}; refusing to "
-                             "overwrite")
+        raise IntegrityError(
+            f"binlog {info.name}: both {candidates[0]} and its lineage key "
+            f"{candidates[1]} hold other files on {backend.url}; refusing to "
+            "overwrite"
+        )
 
-    def _lineage_conflict(self, backend: StorageBackend, key: str, info: BinlogInfo,
-                          other: Any) -> None:
-        detail = {"target": backend.url, "key": key, "ours_sha256": info.sha256,
-                  "theirs_sha256": dict(other).get("plaintext_sha256", "")}
+    def _lineage_conflict(
+        self, backend: StorageBackend, key: str, info: BinlogInfo, other: Any
+    ) -> None:
+        detail = {
+            "target": backend.url,
+            "key": key,
+            "ours_sha256": info.sha256,
+            "theirs_sha256": dict(other).get("plaintext_sha256", ""),
+        }
         self.manifest.journal("lineage_conflict", info.name, detail)
         self.metrics.lineage.inc()
-        log.error("LINEAGE CONFLICT: %s on %s holds a different %s (RESET MASTER or a rebuilt "
-                  "server?); not overwriting it, storing ours under a lineage key",
-                  key, backend.url, info.name)
+        log.error(
+            "LINEAGE CONFLICT: %s on %s holds a different %s (RESET MASTER or a rebuilt "
+            "server?); not overwriting it, storing ours under a lineage key",
+            key,
+            backend.url,
+            info.name,
+        )
 
     def _verify(self, backend: StorageBackend, key: str, info: BinlogInfo) -> None:
         """Read the object back, decrypt it and compare its plaintext with the staged file."""
         stat = backend.stat(key)
         if stat.metadata.get("plaintext_sha256") != info.sha256:
-            raise IntegrityError(f"{backend.url}/{key}: metadata plaintext_sha256 does not match "
-                                 f"the staged binlog {info.name}")
+            raise IntegrityError(
+                f"{backend.url}/{key}: metadata plaintext_sha256 does not match "
+                f"the staged binlog {info.name}"
+            )
         sink = _HashSink()
         with contextlib.closing(backend.open(key)) as src:
             res = envelope.unseal(src, sink, providers=self.providers)
         if res.plaintext_sha256 != info.sha256 or res.plaintext_size != info.size:
-            raise IntegrityError(f"{backend.url}/{key}: decrypted object does not match the "
-                                 f"staged binlog {info.name} (sha256 {res.plaintext_sha256})")
+            raise IntegrityError(
+                f"{backend.url}/{key}: decrypted object does not match the "
+                f"staged binlog {info.name} (sha256 {res.plaintext_sha256})"
+            )
 
-    def _upload_index(self, backend: StorageBackend, key: str, info: BinlogInfo,
-                      context: dict[str, str], header_meta: dict[str, Any]) -> None:
+    def _upload_index(
+        self,
+        backend: StorageBackend,
+        key: str,
+        info: BinlogInfo,
+        context: dict[str, str],
+        header_meta: dict[str, Any],
+    ) -> None:
         """Store the transaction index beside the binlog object (sealed like it)."""
         ikey = objects.index_key(key)
         if _stat_or_none(backend, ikey) is not None:
@@ -395,20 +477,28 @@ class Shipper:
         import io
 
         out = io.BytesIO()
-        envelope.seal(io.BytesIO(data), out, providers=self.providers,
-                      context={**context, "kind": "txindex"},
-                      metadata={"binlog_name": info.name, "plaintext_sha256": info.sha256},
-                      level=self.cfg.compression_level)
-        meta = objects.build_metadata({"binlog_name": info.name, "kind": "txindex",
-                                       "binlog_plaintext_sha256": info.sha256,
-                                       "tenant": self.cfg.tenant})
+        envelope.seal(
+            io.BytesIO(data),
+            out,
+            providers=self.providers,
+            context={**context, "kind": "txindex"},
+            metadata={"binlog_name": info.name, "plaintext_sha256": info.sha256},
+            level=self.cfg.compression_level,
+        )
+        meta = objects.build_metadata(
+            {
+                "binlog_name": info.name,
+                "kind": "txindex",
+                "binlog_plaintext_sha256": info.sha256,
+                "tenant": self.cfg.tenant,
+            }
+        )
         with contextlib.suppress(PreconditionFailed):
             out.seek(0)
             retrying(lambda: _put(backend, ikey, out, len(out.getvalue()), meta))
 
     def _unstage(self, name: str) -> None:
-        for p in (self.staging / name,
-                  self.staging / (name + objects.OBJECT_SUFFIX)):
+        for p in (self.staging / name, self.staging / (name + objects.OBJECT_SUFFIX)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
@@ -435,7 +525,8 @@ def _stat_or_none(backend: StorageBackend, key: str) -> Any:
         return None
 
 
-def _put(backend: StorageBackend, key: str, f: IO[bytes], size: int,
-         metadata: dict[str, str]) -> Any:
+def _put(
+    backend: StorageBackend, key: str, f: IO[bytes], size: int, metadata: dict[str, str]
+) -> Any:
     f.seek(0)
     return backend.put(key, f, size=size, metadata=metadata)  # type: ignore[arg-type]

@@ -108,8 +108,9 @@ class FileBackend:
             doc = json.loads(meta_path.read_text())
             meta = dict(doc.get("metadata", {}))
             sha = doc.get("sha256")
-        return ObjectInfo(key=key, size=st.st_size, metadata=meta, version=str(st.st_mtime_ns),
-                          sha256=sha)
+        return ObjectInfo(
+            key=key, size=st.st_size, metadata=meta, version=str(st.st_mtime_ns), sha256=sha
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.exists():

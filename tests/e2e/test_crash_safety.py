@@ -76,8 +76,9 @@ def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path
 
     names = closed_binlogs(server)
     assert len(names) >= 12
-    binlog_keys = [k for k in _objects(archive) if k.endswith(".zst.enc")
-                   and not k.endswith(".idx.zst.enc")]
+    binlog_keys = [
+        k for k in _objects(archive) if k.endswith(".zst.enc") and not k.endswith(".idx.zst.enc")
+    ]
     # every closed binlog exactly once, and no lineage copies of our own files
     assert sorted(k.rsplit("/", 1)[-1].removesuffix(".zst.enc") for k in binlog_keys) == names
     assert not any(".lineage-" in k for k in binlog_keys)
@@ -87,8 +88,21 @@ def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path
     assert sorted(r.object_key or "" for r in rows.values()) == sorted(binlog_keys)
     for name in names:
         out = tmp_path / "fetched" / name
-        res = subprocess.run([sys.executable, "-m", "shipper", "fetch", name, "-o", str(out),
-                              "--state-dir", str(state)], capture_output=True, text=True)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shipper",
+                "fetch",
+                name,
+                "-o",
+                str(out),
+                "--state-dir",
+                str(state),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, res.stderr
         want = hashlib.sha256((server.binlog_dir / name).read_bytes()).hexdigest()
         assert hashlib.sha256(out.read_bytes()).hexdigest() == want

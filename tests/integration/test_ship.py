@@ -43,8 +43,9 @@ def archived(state: Path) -> dict[str, str]:
     return out
 
 
-def test_ship_fetch_round_trip_and_idempotence(server: SandboxServer, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_ship_fetch_round_trip_and_idempotence(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     write_config(state, server, tenant="acme")
     assert cli(["run", "--once", "--state-dir", str(state)]) == 0
@@ -61,8 +62,15 @@ def test_ship_fetch_round_trip_and_idempotence(server: SandboxServer, tmp_path: 
         assert meta["binlog_name"] == name and meta["server_id"] == "11"
         assert meta["tenant"] == "acme" and meta["compression_algorithm"] == "zstd"
         assert meta["gtid_set"] == info.gtid_executed_end
-        for field in ("server_uuid", "binlog_sequence", "start_timestamp", "end_timestamp",
-                      "plaintext_size", "format_version", "trace_id"):
+        for field in (
+            "server_uuid",
+            "binlog_sequence",
+            "start_timestamp",
+            "end_timestamp",
+            "plaintext_size",
+            "format_version",
+            "trace_id",
+        ):
             assert field in meta
         out = tmp_path / "out" / name
         assert cli(["fetch", name, "-o", str(out), "--state-dir", str(state)]) == 0
@@ -89,8 +97,9 @@ def test_ship_fetch_round_trip_and_idempotence(server: SandboxServer, tmp_path: 
     assert '"committed": 6' in capsys.readouterr().out
 
 
-def test_crc_mismatch_is_flagged_quarantined_and_counted(server: SandboxServer,
-                                                         tmp_path: Path) -> None:
+def test_crc_mismatch_is_flagged_quarantined_and_counted(
+    server: SandboxServer, tmp_path: Path
+) -> None:
     names = closed_binlogs(server)
     victim = server.binlog_dir / names[1]
     good = sha(victim)
@@ -114,8 +123,9 @@ def test_crc_mismatch_is_flagged_quarantined_and_counted(server: SandboxServer,
     # but its bytes are kept, decryptable, for forensics
     from shipper.archive import fetch_to_file
 
-    fetch_to_file(FileBackend(state / "archive"), row.object_key or "", shipper.providers,
-                  tmp_path / "q")
+    fetch_to_file(
+        FileBackend(state / "archive"), row.object_key or "", shipper.providers, tmp_path / "q"
+    )
     assert sha(tmp_path / "q") != good and (tmp_path / "q").read_bytes() == bytes(data)
     assert not res.ok
     shipper.close()
@@ -167,8 +177,9 @@ def test_purged_after_staging_still_ships(server: SandboxServer, tmp_path: Path)
     shipper.close()
 
 
-def test_fetch_with_missing_or_wrong_keyring(server: SandboxServer, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_fetch_with_missing_or_wrong_keyring(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     write_config(state, server)
     assert cli(["run", "--once", "--state-dir", str(state)]) == 0
@@ -189,8 +200,9 @@ def test_fetch_with_missing_or_wrong_keyring(server: SandboxServer, tmp_path: Pa
     assert cli(["fetch", name, "-o", str(out), "--state-dir", str(state)]) == 0
 
 
-def test_flipped_byte_in_archive_is_an_integrity_error(server: SandboxServer, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_flipped_byte_in_archive_is_an_integrity_error(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     write_config(state, server)
     assert cli(["run", "--once", "--state-dir", str(state)]) == 0
@@ -209,9 +221,11 @@ def test_flipped_byte_in_archive_is_an_integrity_error(server: SandboxServer, tm
 
 def test_bad_config_value_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('state_dir = "/tmp/x"\ncompression_level = "max"\n'
-                   '[[targets]]\nurl = "file:///tmp/a"\n[[keys]]\nprovider = "local"\n'
-                   'path = "/tmp/k"\n')
+    cfg.write_text(
+        'state_dir = "/tmp/x"\ncompression_level = "max"\n'
+        '[[targets]]\nurl = "file:///tmp/a"\n[[keys]]\nprovider = "local"\n'
+        'path = "/tmp/k"\n'
+    )
     assert cli(["run", "--once", "--config", str(cfg)]) == 2
     assert "compression_level" in capsys.readouterr().err
 
@@ -232,8 +246,9 @@ def test_state_dir_not_writable(server: SandboxServer, tmp_path: Path) -> None:
             Shipper(replace(cfg, state_dir=ro))
 
 
-def test_dry_run_lists_pending_with_keys(server: SandboxServer, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_lists_pending_with_keys(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     state = tmp_path / "state"
