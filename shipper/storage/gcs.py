@@ -105,12 +105,19 @@ class GCSBackend:
         if size <= self.resumable_threshold:
             data = source.read(size + 1)  # bounded by resumable_threshold (<= 8 MiB)
             if len(data) != size:
-                raise StorageError(f"{self.url}/{key}: declared size {size} "
-                                   f"but read {len(data)}+")
+                raise StorageError(f"{self.url}/{key}: declared size {size} but read {len(data)}+")
             crc.update(data)
             sha.update(data)
-            self._sdk(key, "write", blob.upload_from_file, io.BytesIO(data), size=size,
-                      content_type=_CONTENT_TYPE, checksum="crc32c", **cond)
+            self._sdk(
+                key,
+                "write",
+                blob.upload_from_file,
+                io.BytesIO(data),
+                size=size,
+                content_type=_CONTENT_TYPE,
+                checksum="crc32c",
+                **cond,
+            )
         else:
             if if_none_match and self._sdk(key, "write", blob.exists):
                 # Early answer before sending a large body. The real guarantee is
@@ -123,7 +130,8 @@ class GCSBackend:
             self._discard(key, blob)
             raise IntegrityError(
                 f"{self.url}/{key}: GCS stored {blob.size} bytes crc32c {blob.crc32c}, "
-                f"sent {size} bytes crc32c {local_crc}")
+                f"sent {size} bytes crc32c {local_crc}"
+            )
         return self._info(key, blob, sha256=sha.hexdigest())
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
@@ -153,7 +161,7 @@ class GCSBackend:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         try:
             for blob in self.client.list_blobs(self.bucket_name, prefix=self.prefix + prefix):
-                yield self._info(blob.name[len(self.prefix):], blob)
+                yield self._info(blob.name[len(self.prefix) :], blob)
         except Exception as e:
             raise self._error(e, prefix, "list") from e
 
@@ -165,10 +173,24 @@ class GCSBackend:
 
     # ------------------------------------------------------------------ uploads
 
-    def _put_resumable(self, key: str, blob: Any, source: BinaryIO, size: int,
-                       cond: dict[str, Any], crc: Any, sha: Any) -> None:
-        writer = blob.open("wb", chunk_size=self.chunk_size, content_type=_CONTENT_TYPE,
-                           checksum="crc32c", ignore_flush=True, **cond)
+    def _put_resumable(
+        self,
+        key: str,
+        blob: Any,
+        source: BinaryIO,
+        size: int,
+        cond: dict[str, Any],
+        crc: Any,
+        sha: Any,
+    ) -> None:
+        writer = blob.open(
+            "wb",
+            chunk_size=self.chunk_size,
+            content_type=_CONTENT_TYPE,
+            checksum="crc32c",
+            ignore_flush=True,
+            **cond,
+        )
         try:
             sent = 0
             # source errors propagate unchanged; SDK errors are mapped by _sdk
@@ -187,8 +209,10 @@ class GCSBackend:
             try:
                 writer.terminate()
             except Exception as e:
-                log.warning("could not cancel resumable upload",
-                            extra={"url": f"{self.url}/{key}", "error": str(e)})
+                log.warning(
+                    "could not cancel resumable upload",
+                    extra={"url": f"{self.url}/{key}", "error": str(e)},
+                )
             raise
         self._sdk(key, "verify", blob.reload)
 
@@ -203,8 +227,10 @@ class GCSBackend:
         try:
             blob.delete(if_generation_match=blob.generation)
         except Exception as e:
-            log.warning("could not delete corrupt upload",
-                        extra={"url": f"{self.url}/{key}", "error": str(e)})
+            log.warning(
+                "could not delete corrupt upload",
+                extra={"url": f"{self.url}/{key}", "error": str(e)},
+            )
 
     # ------------------------------------------------------------------ helpers
 
@@ -214,8 +240,13 @@ class GCSBackend:
         return self.prefix + key
 
     def _info(self, key: str, blob: Any, sha256: str | None = None) -> ObjectInfo:
-        return ObjectInfo(key=key, size=int(blob.size or 0), metadata=dict(blob.metadata or {}),
-                          version=str(blob.generation or ""), sha256=sha256)
+        return ObjectInfo(
+            key=key,
+            size=int(blob.size or 0),
+            metadata=dict(blob.metadata or {}),
+            version=str(blob.generation or ""),
+            sha256=sha256,
+        )
 
     def _error(self, e: BaseException, key: str, action: str) -> Exception:
         """The one place google-cloud-storage errors become the project's errors."""
@@ -230,14 +261,15 @@ class GCSBackend:
         if status == 412:
             return PreconditionFailed(f"{where} already exists")
         if status in (401, 403):
-            return PermissionDenied(f"{action} {where}: {status}: {_message(e)} "
-                                    "(check the credentials and the bucket IAM policy)")
+            return PermissionDenied(
+                f"{action} {where}: {status}: {_message(e)} "
+                "(check the credentials and the bucket IAM policy)"
+            )
         if type(e).__name__ == "DataCorruption":
             return IntegrityError(f"{action} {where}: checksum mismatch: {e}")
         if type(e).__name__ in ("DefaultCredentialsError", "RefreshError"):
             return PermissionDenied(f"{action} {where}: no usable Google credentials ({e})")
-        return StorageError(f"{action} {where} failed: {status or type(e).__name__}: "
-                            f"{_message(e)}")
+        return StorageError(f"{action} {where} failed: {status or type(e).__name__}: {_message(e)}")
 
     def _bucket_exists(self) -> bool:
         try:
@@ -255,8 +287,11 @@ def _make_client(project: str | None) -> Any:
 
         if not emulator.startswith("http"):
             emulator = "http://" + emulator
-        return storage.Client(project=project or "local", credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": emulator})
+        return storage.Client(
+            project=project or "local",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": emulator},
+        )
     return storage.Client(project=project)
 
 

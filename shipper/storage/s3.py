@@ -48,9 +48,17 @@ METADATA_LIMIT = 2048  # S3 user metadata: bytes of keys + values
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 _PRECONDITION = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
 _DENIED = {
-    "403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "ExpiredToken", "InvalidToken", "AccountProblem", "AllAccessDisabled",
-    "InvalidClientTokenId", "UnrecognizedClientException",
+    "403",
+    "AccessDenied",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AccountProblem",
+    "AllAccessDisabled",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
 }
 _INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
 
@@ -95,8 +103,17 @@ class S3Backend:
     @classmethod
     def from_url(cls, url: str, opts: Mapping[str, Any]) -> S3Backend:
         p = urlparse(url)
-        known = {"client", "region", "endpoint_url", "multipart_threshold", "part_size",
-                 "max_concurrency", "sse_kms_key_id", "object_lock_mode", "object_lock_days"}
+        known = {
+            "client",
+            "region",
+            "endpoint_url",
+            "multipart_threshold",
+            "part_size",
+            "max_concurrency",
+            "sse_kms_key_id",
+            "object_lock_mode",
+            "object_lock_days",
+        }
         unknown = set(opts) - known
         if unknown:
             raise ConfigError(f"target {url!r}: unknown s3 option(s) {sorted(unknown)}")
@@ -159,8 +176,9 @@ class S3Backend:
 
     def stat(self, key: str) -> ObjectInfo:
         try:
-            r = self.client.head_object(Bucket=self.bucket, Key=self._name(key),
-                                        ChecksumMode="ENABLED")
+            r = self.client.head_object(
+                Bucket=self.bucket, Key=self._name(key), ChecksumMode="ENABLED"
+            )
         except Exception as e:
             raise self._error(e, key, "stat") from e
         return ObjectInfo(
@@ -178,8 +196,11 @@ class S3Backend:
         try:
             for page in pages:
                 for o in page.get("Contents", []):
-                    yield ObjectInfo(key=o["Key"][len(self.prefix):], size=int(o["Size"]),
-                                     version=str(o.get("ETag", "")))
+                    yield ObjectInfo(
+                        key=o["Key"][len(self.prefix) :],
+                        size=int(o["Size"]),
+                        version=str(o.get("ETag", "")),
+                    )
         except Exception as e:
             raise self._error(e, prefix, "list") from e
 
@@ -192,8 +213,15 @@ class S3Backend:
 
     # ------------------------------------------------------------------ uploads
 
-    def _put_single(self, key: str, name: str, source: BinaryIO, size: int,
-                    meta: dict[str, str], extra: dict[str, Any]) -> ObjectInfo:
+    def _put_single(
+        self,
+        key: str,
+        name: str,
+        source: BinaryIO,
+        size: int,
+        meta: dict[str, str],
+        extra: dict[str, Any],
+    ) -> ObjectInfo:
         # Bounded by multipart_threshold: S3 must have the checksum before the body.
         data = source.read(size + 1)
         if len(data) != size:
@@ -201,17 +229,30 @@ class S3Backend:
         digest = hashlib.sha256(data).digest()
         try:
             r = self.client.put_object(
-                Bucket=self.bucket, Key=name, Body=data, ContentLength=size,
-                ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(digest), **extra,
+                Bucket=self.bucket,
+                Key=name,
+                Body=data,
+                ContentLength=size,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_b64(digest),
+                **extra,
             )
         except Exception as e:
             raise self._error(e, key, "write") from e
         _compare(self.url, key, "SHA-256", r.get("ChecksumSHA256"), _b64(digest))
-        return ObjectInfo(key=key, size=size, metadata=meta, version=_version(r),
-                          sha256=digest.hex())
+        return ObjectInfo(
+            key=key, size=size, metadata=meta, version=_version(r), sha256=digest.hex()
+        )
 
-    def _put_multipart(self, key: str, name: str, source: BinaryIO, size: int,
-                       meta: dict[str, str], extra: dict[str, Any]) -> ObjectInfo:
+    def _put_multipart(
+        self,
+        key: str,
+        name: str,
+        source: BinaryIO,
+        size: int,
+        meta: dict[str, str],
+        extra: dict[str, Any],
+    ) -> ObjectInfo:
         part_size = max(self.part_size, -(-size // MAX_PARTS))
         if_none_match = extra.pop("IfNoneMatch", None)
         if if_none_match:
@@ -240,8 +281,11 @@ class S3Backend:
                 complete["IfNoneMatch"] = if_none_match
             try:
                 r = self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=name, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts}, **complete,
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **complete,
                 )
             except Exception as e:
                 raise self._error(e, key, "write") from e
@@ -262,13 +306,16 @@ class S3Backend:
             reported = h.get("ChecksumSHA256")
             if int(h["ContentLength"]) != size:
                 raise IntegrityError(
-                    f"{self.url}/{key}: S3 reports {h['ContentLength']} bytes, sent {size}")
+                    f"{self.url}/{key}: S3 reports {h['ContentLength']} bytes, sent {size}"
+                )
         _compare(self.url, key, "composite SHA-256", reported, f"{_b64(composite)}-{len(parts)}")
-        return ObjectInfo(key=key, size=size, metadata=meta, version=_version(r),
-                          sha256=whole.hexdigest())
+        return ObjectInfo(
+            key=key, size=size, metadata=meta, version=_version(r), sha256=whole.hexdigest()
+        )
 
-    def _send_parts(self, key: str, name: str, upload_id: str, source: BinaryIO,
-                    part_size: int, whole: Any) -> tuple[list[dict[str, Any]], int]:
+    def _send_parts(
+        self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int, whole: Any
+    ) -> tuple[list[dict[str, Any]], int]:
         """Read ``source`` part by part and upload with at most max_concurrency in flight."""
         done: dict[int, dict[str, Any]] = {}
         pending: set[Future[dict[str, Any]]] = set()
@@ -279,8 +326,13 @@ class S3Backend:
             sha = _b64(hashlib.sha256(data).digest())
             try:
                 r = self.client.upload_part(
-                    Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=n,
-                    Body=data, ContentLength=len(data), ChecksumAlgorithm="SHA256",
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=n,
+                    Body=data,
+                    ContentLength=len(data),
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=sha,
                 )
             except Exception as e:
@@ -321,8 +373,10 @@ class S3Backend:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
         except Exception as e:  # the original failure matters more; say what is left over
-            log.warning("could not abort multipart upload", extra={
-                "url": f"{self.url}/{key}", "upload_id": upload_id, "error": str(e)})
+            log.warning(
+                "could not abort multipart upload",
+                extra={"url": f"{self.url}/{key}", "upload_id": upload_id, "error": str(e)},
+            )
 
     def _write_args(self, meta: dict[str, str]) -> dict[str, Any]:
         args: dict[str, Any] = {"Metadata": meta, "ContentType": "application/octet-stream"}
@@ -332,7 +386,8 @@ class S3Backend:
         if self.object_lock_mode and self.object_lock_days:
             args["ObjectLockMode"] = self.object_lock_mode
             args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(
-                days=self.object_lock_days)
+                days=self.object_lock_days
+            )
         return args
 
     # ------------------------------------------------------------------ errors
@@ -351,13 +406,16 @@ class S3Backend:
         if code in _NOT_FOUND:
             if action in ("write", "list") or not self._bucket_exists():
                 return ObjectNotFound(
-                    f"bucket {self.bucket} does not exist ({self.endpoint_or_aws})")
+                    f"bucket {self.bucket} does not exist ({self.endpoint_or_aws})"
+                )
             return ObjectNotFound(f"{where} does not exist")
         if code in _PRECONDITION:
             return PreconditionFailed(f"{where} already exists")
         if code in _DENIED:
-            return PermissionDenied(f"{action} {where}: {code}: {_message(e)} "
-                                    "(check the credentials and the bucket/IAM policy)")
+            return PermissionDenied(
+                f"{action} {where}: {code}: {_message(e)} "
+                "(check the credentials and the bucket/IAM policy)"
+            )
         if code in _INTEGRITY:
             return IntegrityError(f"{action} {where}: S3 rejected the data: {code}: {_message(e)}")
         if isinstance(e, ShipperError):

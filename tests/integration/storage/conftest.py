@@ -40,8 +40,15 @@ def _s3(moto: Moto) -> Target:
     bucket = moto.bucket()
 
     def make() -> S3Backend:
-        return S3Backend(bucket, "tenant-a", endpoint_url=moto.endpoint_url, region=moto.region,
-                         multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=3)
+        return S3Backend(
+            bucket,
+            "tenant-a",
+            endpoint_url=moto.endpoint_url,
+            region=moto.region,
+            multipart_threshold=5 * MiB,
+            part_size=5 * MiB,
+            max_concurrency=3,
+        )
 
     s3 = moto.s3
 
@@ -57,8 +64,9 @@ def _gcs(fake_gcs: FakeGcs) -> Target:
     bucket = fake_gcs.bucket()
 
     def make() -> GCSBackend:
-        return GCSBackend(bucket, "tenant-a", client=fake_gcs.client(),
-                          chunk_size=MiB, resumable_threshold=MiB)
+        return GCSBackend(
+            bucket, "tenant-a", client=fake_gcs.client(), chunk_size=MiB, resumable_threshold=MiB
+        )
 
     return Target("gcs", make(), lambda: [], make)
 

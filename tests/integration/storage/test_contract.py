@@ -118,12 +118,20 @@ def test_object_created_during_upload_wins(target: Target, request: pytest.Fixtu
     """Another host creates the key while our large upload is in flight: the
     conditional completion must refuse ours and keep theirs -- data and metadata."""
     if target.kind == "gcs":
-        pytest.skip("fake-gcs-server ignores ifGenerationMatch on resumable uploads "
-                    "(fsouza/fake-gcs-server#1967, fixed by PR #2260, newer than the wheel)")
+        pytest.skip(
+            "fake-gcs-server ignores ifGenerationMatch on resumable uploads "
+            "(fsouza/fake-gcs-server#1967, fixed by PR #2260, newer than the wheel)"
+        )
     if target.kind == "file":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "FileBackend writes the <key>.meta.json sidecar before os.link, so the losing "
-            "writer replaces the winner's metadata (reported to the lead)")))
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "FileBackend writes the <key>.meta.json sidecar before os.link, so the losing "
+                    "writer replaces the winner's metadata (reported to the lead)"
+                ),
+            )
+        )
     theirs = os.urandom(777)
     other = target.twin()
 
@@ -153,8 +161,10 @@ def test_metadata_round_trip(target: Target) -> None:
     assert dict(target.backend.stat("meta/obj").metadata) == META
 
 
-@pytest.mark.parametrize(("offset", "length"), [(0, 10), (5, 1), (4090, 6), (4095, None),
-                                                  (100, None), (0, 0), (4000, 500), (5000, 10)])
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 10), (5, 1), (4090, 6), (4095, None), (100, None), (0, 0), (4000, 500), (5000, 10)],
+)
 def test_ranged_reads(target: Target, offset: int, length: int | None) -> None:
     data = os.urandom(4096)
     _put(target, "range/obj", data)
@@ -166,7 +176,7 @@ def test_ranged_read_of_large_object(target: Target) -> None:
     data = os.urandom(BIG)
     _put(target, "range/big", data)
     off = (5 << 20) - 7  # straddles S3's part boundary
-    assert _read(target, "range/big", off, 64 * 1024) == data[off:off + 64 * 1024]
+    assert _read(target, "range/big", off, 64 * 1024) == data[off : off + 64 * 1024]
 
 
 def test_not_found_mapping(target: Target) -> None:
