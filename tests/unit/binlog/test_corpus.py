@@ -1,0 +1,86 @@
+"""Every binlog of the real corpus parses, with the SOURCES.tsv facts re-checked."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import pytest
+
+from shipper.binlog import BinlogFramingError, read_events, scan_file
+from shipper.errors import BinlogFormatError
+
+from .corpus import FORMAT_ERROR, NAMES, ROWS, TRUNCATED, path_of
+
+
+@pytest.mark.parametrize("row", ROWS, ids=NAMES)
+def test_fixture_parses_with_expected_verdict(row: dict[str, str]) -> None:
+    path = path_of(row)
+    name = path.name
+    if name in FORMAT_ERROR:
+        with pytest.raises(BinlogFormatError) as exc:
+            scan_file(path)
+        assert isinstance(exc.value, BinlogFramingError)
+        assert exc.value.offset == FORMAT_ERROR[name]
+        assert name in str(exc.value) and str(FORMAT_ERROR[name]) in str(exc.value)
+        return
+    info, events = read_events(path)
+    data = path.read_bytes()
+    assert info.name == name
+    assert info.size == len(data) == int(row["size_bytes"])
+    assert info.sha256 == hashlib.sha256(data).hexdigest() == row["sha256"]
+    assert info.server_version == row["server_version"]
+    assert info.binlog_version == int(row["binlog_version"])
+    expected_alg = {"CRC32": "CRC32", "NONE": "NONE"}.get(row["checksum_alg"])
+    assert info.checksum == expected_alg
+    assert info.in_use == (row["binlog_in_use_flag"] == "True")
+    assert info.first_timestamp == events[0].timestamp
+    assert info.event_count == len(events)
+
+    if name in TRUNCATED:
+        assert info.status == "truncated"
+        assert info.truncated_at == TRUNCATED[name]
+        assert sum(e.size for e in events) + 4 == TRUNCATED[name]
+        return
+    assert info.truncated_at is None
+    assert info.crc_error_at is None
+    # the events tile the file exactly
+    assert events[0].pos == 4
+    for a, b in itertools.pairwise(events):
+        assert a.end_pos == b.pos
+    assert events[-1].end_pos == len(data)
+    if info.checksum == "CRC32":
+        ok, total = (int(x) for x in row["all_event_crcs_valid"].split("/"))
+        assert ok == total == info.event_count
+        assert all(e.crc_ok is True for e in events)
+    else:
+        assert all(e.crc_ok is None for e in events)
+    assert info.status in ("complete", "in_use", "not_closed")
+    assert info.complete == (events[-1].type_code in (3, 4))
+    if info.complete:
+        assert info.status == "complete"
+    # transactions lie inside the file, in order, without overlap
+    prev_end = 0
+    for t in info.index:
+        assert 4 <= t.start < t.end <= len(data)
+        assert t.start >= prev_end
+        prev_end = t.end
+
+
+def test_verdicts_of_the_corpus_are_what_we_expect() -> None:
+    """Pin the statuses so a regression in the status logic shows."""
+    seen: dict[str, str] = {}
+    for row in ROWS:
+        p = path_of(row)
+        if p.name in FORMAT_ERROR:
+            continue
+        seen[p.name] = scan_file(p).status
+    assert seen["rmc__binlog_truncated_prev_gtid_event.000001"] == "truncated"
+    assert seen["cdcrs__5.7_03_stop_log.bin"] == "complete"
+    assert seen["cdcrs__5.7_04_rotate_log.bin"] == "complete"
+    assert seen["zalora__fixtures_mysql-bin.empty"] == "in_use"
+    assert seen["rmc__binlog_savepoint.000001"] == "not_closed"
+    counts: dict[str, int] = {}
+    for s in seen.values():
+        counts[s] = counts.get(s, 0) + 1
+    assert counts == {"complete": 56, "in_use": 21, "not_closed": 3, "truncated": 1}
