@@ -113,8 +113,10 @@ class BinlogInfo:
         4. ``in_use``       - no closing event and the FDE's in-use flag is set:
                               the server had it open (live file, or a crash)
         5. ``not_closed``   - no closing event and the flag is clear
-        An encrypted file (MariaDB ``encrypt_binlog``) is not read past its
-        START_ENCRYPTION event, so it is never ``complete``.
+        An encrypted file (MariaDB ``encrypt_binlog``) is framed past its
+        START_ENCRYPTION event by the event lengths (the only clear field) but
+        nothing else is read or verified; it is ``complete`` when it frames to
+        its end and the in-use flag is clear.
         """
         if self.crc_error_at is not None:
             return "crc_mismatch"
@@ -291,6 +293,7 @@ class _Scanner:
         file_level = _FILE_LEVEL
         on_event = self.on_event
         first = True
+        encrypted = False
         crc_len = 0
         min_size = E.HEADER_LEN
         while True:
@@ -324,6 +327,15 @@ class _Scanner:
                     break
                 big_prefix, crc_ok_big, pos = res
             abs_pos = self.base + pos if big_prefix is None else self._big_abs
+            if encrypted:
+                # Only the length (offset 9) is in clear; type, time, server id and
+                # the CRC are encrypted with the body: count and pass over.
+                self.event_count += 1
+                if on_event is not None:
+                    on_event(EventHeader(abs_pos, abs_pos + size, 0, 0, -1, 0, size, 0, None))
+                if big_prefix is None:
+                    pos = end
+                continue
             if first:
                 if typ not in (E.FORMAT_DESCRIPTION_EVENT, E.START_EVENT_V3):
                     raise self._err(abs_pos, f"first event is type {typ}, not a format description")
@@ -361,8 +373,8 @@ class _Scanner:
                     else:
                         self._decode(self.buf, pos, pos + hl, end - crc_len, typ, ts, abs_pos, size)
                     if self.encrypted_at is not None:
-                        self._drain()
-                        break
+                        encrypted = True
+                        crc_len = 0
             elif typ not in E.EVENT_NAMES:
                 self.unknown.add(typ)
             elif self.mode == _NONE and self.prelude < 0 and typ not in file_level:
@@ -407,12 +419,6 @@ class _Scanner:
             crc_ok = crc == _CRC.unpack_from(tail, len(tail) - 4)[0]
         # the prefix is a truncated body: decode sees it as the whole event
         return bytes(prefix), crc_ok, pos
-
-    def _drain(self) -> None:
-        """Hash (and count) the rest of the stream without framing it."""
-        while not self.eof:
-            self.base += self.avail
-            self.avail = self._read_into(0)
 
     # ------------------------------------------------------------------ bodies
     def _format_description(self, pos: int, end: int, typ: int, abs_pos: int) -> bool | None:
@@ -590,15 +596,15 @@ class _Scanner:
         index = TransactionIndex(self.flavor)
         for row in self.index_rows:
             index.append(*row)
-        complete = (
-            self.truncated_at is None
-            and self.encrypted_at is None
-            and self.last_type
-            in (
+        # An encrypted file's closing event cannot be seen; one the server closed
+        # (in-use flag clear) that frames exactly to its end counts as complete.
+        if self.encrypted_at is not None:
+            complete = self.truncated_at is None and not self.in_use
+        else:
+            complete = self.truncated_at is None and self.last_type in (
                 E.ROTATE_EVENT,
                 E.STOP_EVENT,
             )
-        )
         return BinlogInfo(
             name=self.name,
             size=self.total,
