@@ -16,7 +16,7 @@ additional authenticated data, so a context mismatch really fails.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import secrets
 import socket
@@ -150,7 +150,9 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -163,22 +165,34 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
         bucket = unique("auth")
         policy = {
             "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Action": ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject",
-                           "s3:AbortMultipartUpload", "s3:ListBucketMultipartUploads"],
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }],
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    # AWS authorises HeadBucket with s3:ListBucket; moto asks for a
+                    # made-up s3:HeadBucket, so both are granted.
+                    "Action": [
+                        "s3:PutObject",
+                        "s3:GetObject",
+                        "s3:ListBucket",
+                        "s3:HeadBucket",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:ListBucketMultipartUploads",
+                    ],
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
         }
-        import json
-
-        iam.put_user_policy(UserName="shipper", PolicyName="s3-only",
-                            PolicyDocument=json.dumps(policy))
+        iam.put_user_policy(
+            UserName="shipper", PolicyName="s3-only", PolicyDocument=json.dumps(policy)
+        )
         m.s3.create_bucket(Bucket=bucket)
         m.kms_key_arn = str(m.kms.create_key()["KeyMetadata"]["Arn"])
         m.bucket_name = bucket
-        m.allowed = {"aws_access_key_id": key["AccessKeyId"],
-                     "aws_secret_access_key": key["SecretAccessKey"]}
+        m.allowed = {
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+        }
         yield m
     finally:
         proc.terminate()
@@ -226,10 +240,23 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
     log = tmp_path_factory.mktemp("fake-gcs") / "fake-gcs.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(_fake_gcs_binary()), "-scheme", "http", "-backend", "memory",
-             "-host", "127.0.0.1", "-port", str(port), "-external-url", url,
-             "-log-level", "warn"],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                str(_fake_gcs_binary()),
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(port),
+                "-external-url",
+                url,
+                "-log-level",
+                "warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     saved = os.environ.get("STORAGE_EMULATOR_HOST")
     try:
@@ -299,15 +326,19 @@ class FakeGcpKms:
         self.calls.append("encrypt")
         key = self._key(req.name)
         nonce = secrets.token_bytes(12)
-        ct = b"v1" + nonce + AESGCM(key).encrypt(nonce, req.plaintext,
-                                                 req.additional_authenticated_data)
+        ct = (
+            b"v1"
+            + nonce
+            + AESGCM(key).encrypt(nonce, req.plaintext, req.additional_authenticated_data)
+        )
         return kms.EncryptResponse(
             name=f"{req.name}/cryptoKeyVersions/1",
             ciphertext=ct,
             ciphertext_crc32c=google_crc32c.value(ct),
             verified_plaintext_crc32c=bool(req.plaintext_crc32c),
             verified_additional_authenticated_data_crc32c=bool(
-                req.additional_authenticated_data_crc32c),
+                req.additional_authenticated_data_crc32c
+            ),
         )
 
     def decrypt(self, request: Any = None, **_kw: Any) -> Any:
@@ -335,9 +366,3 @@ class FakeGcpKms:
 @pytest.fixture
 def fake_gcp_kms() -> FakeGcpKms:
     return FakeGcpKms()
-
-
-def terminate_quietly(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(Exception):
-        proc.terminate()
-        proc.wait(timeout=5)
