@@ -1,0 +1,238 @@
+"""The restore planner on a synthetic archive (see conftest: 5 binlogs x 4 transactions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shipper.binlog.index import TransactionIndex
+from shipper.errors import RestoreError
+from shipper.restore.model import ArchivedBinlog, BackupInfo, iso_us, parse_target
+from shipper.restore.planner import PlanRefused, plan_restore
+from tests.unit.restore.conftest import HEADER, T0, TX, Archive
+
+
+def at(seconds: float) -> str:
+    return iso_us(round((T0 + seconds) * 1_000_000))
+
+
+def plan(a: Archive, target: str, **kw: str):  # type: ignore[no-untyped-def]
+    return plan_restore(parse_target(target), a.backups, a.binlogs, a.load, **kw)
+
+
+def test_time_inside_a_shared_second_excludes_by_default(archive: Archive) -> None:
+    p = plan(archive, at(33.5))
+    assert p.backup.id == "b1"
+    assert [s.name for s in p.steps] == ["mysql-bin.000002", "mysql-bin.000003"]
+    assert (p.steps[0].start, p.steps[0].stop) == (HEADER + TX, None)
+    assert (p.steps[1].start, p.steps[1].stop) == (4, HEADER + TX)
+    assert str(p.start) == "mysql-bin.000002:356" and str(p.stop) == "mysql-bin.000003:356"
+    assert p.gtid_set == "0-1-9" and p.gtid_position == "0-1-9"
+    assert p.last_transaction is not None and p.last_transaction.gtid == "0-1-9"
+    assert p.precision.resolution == "second" and p.precision.policy == "exclude"
+    assert (p.precision.same_second, p.precision.included) == (2, 0)
+    assert "0-1-10 .. 0-1-11" in p.precision.note and "exclude" in p.precision.note
+
+
+def test_time_inside_a_shared_second_include_policy(archive: Archive) -> None:
+    p = plan(archive, at(33.5), ambiguous="include")
+    assert str(p.stop) == f"mysql-bin.000003:{HEADER + 3 * TX}"
+    assert p.gtid_set == "0-1-11"
+    assert (p.precision.same_second, p.precision.included) == (2, 2)
+    assert "include" in p.precision.note
+
+
+def test_time_on_a_whole_second(archive: Archive) -> None:
+    # Stamped 33 means committed somewhere in [33, 34): only 'include' counts it as <= 33.000.
+    assert plan(archive, at(33)).gtid_set == "0-1-9"
+    assert plan(archive, at(33), ambiguous="include").gtid_set == "0-1-11"
+    assert plan(archive, at(34)).gtid_set == "0-1-11"
+
+
+def test_time_with_explicit_offset_equals_utc(archive: Archive) -> None:
+    utc = plan(archive, at(45.2))
+    t = iso_us(round((T0 + 45.2 + 3600) * 1_000_000)).replace("Z", "+01:00")
+    shifted = plan(archive, t)
+    assert shifted.stop == utc.stop and shifted.target.time_us == utc.target.time_us
+
+
+def test_newest_eligible_backup_is_chosen(archive: Archive) -> None:
+    p = plan(archive, at(45.2))
+    assert p.backup.id == "b2"
+    assert [(s.name, s.start, s.stop) for s in p.steps] == [
+        ("mysql-bin.000004", HEADER, HEADER + 2 * TX)
+    ]
+    assert p.gtid_set == "0-1-14"
+    assert p.restores_to_us == (T0 + 43) * 1_000_000
+    # Only the binlog holding the stop had to be opened.
+    assert archive.loaded == ["mysql-bin.000004"]
+
+
+def test_time_in_the_second_a_binlog_starts(archive: Archive) -> None:
+    # mysql-bin.000004 starts at second 40; 'exclude' needs nothing from it, so the backup
+    # at its start is not usable and the stop is the end of mysql-bin.000003.
+    p = plan(archive, at(40.5))
+    assert str(p.stop) == f"mysql-bin.000003:{HEADER + 4 * TX}"
+    assert p.backup.id == "b1" and p.gtid_set == "0-1-12"
+
+
+def test_gtid_target_is_exact(archive: Archive) -> None:
+    p = plan(archive, "0-1-10")
+    assert str(p.stop) == f"mysql-bin.000003:{HEADER + 2 * TX}"
+    assert p.gtid_set == "0-1-10" and p.precision.resolution == "transaction"
+    assert p.backup.id == "b1"
+
+
+def test_position_target(archive: Archive) -> None:
+    p = plan(archive, f"mysql-bin.000003:{HEADER + 2 * TX}")
+    assert p.gtid_set == "0-1-10"
+    p = plan(archive, "mysql-bin.000005:100000")  # past the last transaction: its end
+    assert str(p.stop) == f"mysql-bin.000005:{HEADER + 4 * TX}"
+
+
+def test_position_inside_a_transaction_is_refused(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, "mysql-bin.000003:400")
+    assert e.value.reason == "inside_transaction"
+    assert "mysql-bin.000003:356 (before it) or mysql-bin.000003:456 (after it)" in str(e.value)
+
+
+def test_target_at_the_backup_position_replays_nothing(archive: Archive) -> None:
+    p = plan(archive, f"mysql-bin.000004:{HEADER}")
+    assert p.backup.id == "b2" and p.steps == () and p.gtid_set == "0-1-12"
+
+
+def test_latest(archive: Archive) -> None:
+    p = plan(archive, "latest")
+    assert p.backup.id == "b2" and str(p.stop) == f"mysql-bin.000005:{HEADER + 4 * TX}"
+    assert [s.name for s in p.steps] == ["mysql-bin.000004", "mysql-bin.000005"]
+    assert p.gtid_set == "0-1-20"
+
+
+def test_latest_ignores_binlogs_still_shipping(archive: Archive) -> None:
+    p = plan(archive.with_row("mysql-bin.000005", state="uploaded"), "latest")
+    assert str(p.stop) == f"mysql-bin.000004:{HEADER + 4 * TX}"
+    assert any("mysql-bin.000005" in n for n in p.notes)
+
+
+def test_before_oldest_backup_prints_the_window(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, at(15))
+    assert e.value.reason == "before_window"
+    msg = str(e.value)
+    assert "before the oldest base backup (b1" in msg
+    assert f"recoverable window: {at(22)} (backup b1 at mysql-bin.000002:356)" in msg
+    assert f"{at(57)} (end of mysql-bin.000005)" in msg
+    assert e.value.exit_code == 12
+
+
+def test_before_oldest_binlog(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, at(-100))
+    assert e.value.reason == "before_window" and "recoverable window" in str(e.value)
+
+
+def test_after_newest_event_prints_the_window(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, at(60))
+    assert e.value.reason == "after_window"
+    assert "after the newest archived event" in str(e.value)
+    assert "recoverable window" in str(e.value)
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, "0-1-99")
+    assert e.value.reason == "after_window" and "0-1-20" in str(e.value)
+
+
+def test_missing_binlog_is_a_gap(archive: Archive) -> None:
+    # b2 (file 4) serves this target, so the hole in file 3 does not matter ...
+    assert plan(archive.without("mysql-bin.000003"), at(45.2)).backup.id == "b2"
+    # ... but it does for one that must start from b1.
+    with pytest.raises(PlanRefused) as e:
+        plan(archive.without("mysql-bin.000003"), at(36))
+    assert e.value.reason == "gap"
+    assert "binlog mysql-bin.000003 is missing from the archive" in str(e.value)
+    with pytest.raises(PlanRefused) as e:
+        gap = archive.with_row("mysql-bin.000003", state="gap", first_ts=None, gtid_end=None)
+        gap.backups = gap.backups[:1]
+        plan(gap, "latest")
+    assert e.value.reason == "gap" and "purged" in str(e.value)
+
+
+def test_lineage_change_inside_the_range(archive: Archive) -> None:
+    for changes in (
+        {"gtid_previous": ""},
+        {"object_key": "t/mysql/1/2027/01/mysql-bin.000003.lineage-abc.zst.enc"},
+        {"server_id": 2},
+        {"gtid_previous": "0-7-100"},
+    ):
+        with pytest.raises(PlanRefused) as e:
+            plan(archive.with_row("mysql-bin.000003", **changes), at(36))
+        assert e.value.reason == "lineage", changes
+        assert "lineage change inside the restore range at mysql-bin.000003" in str(e.value)
+    # Outside the range it does not matter: b2 starts after it.
+    plan(archive.with_row("mysql-bin.000003", server_id=2), at(45.2))
+
+
+def test_unverified_binlog_is_refused(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan(archive.with_row("mysql-bin.000002", state="uploaded"), at(36))
+    assert e.value.reason == "unverified" and "not verified" in str(e.value)
+    assert "binlog-shipper run --once" in str(e.value)
+    with pytest.raises(PlanRefused) as e:
+        plan(archive.with_row("mysql-bin.000003", state="flagged"), at(36))
+    assert e.value.reason == "unverified" and "quarantined" in str(e.value)
+
+
+def test_no_backup(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan_restore(parse_target("latest"), [], archive.binlogs, archive.load)
+    assert e.value.reason == "no_backup" and "backup take" in str(e.value)
+
+
+def test_bad_policy(archive: Archive) -> None:
+    with pytest.raises(RestoreError, match="ambiguous"):
+        plan(archive, "latest", ambiguous="maybe")
+
+
+def test_plan_json(archive: Archive) -> None:
+    doc = plan(archive, at(33.5)).to_dict()
+    text = json.dumps(doc)
+    back = json.loads(text)
+    assert back["stop"] == {"file": "mysql-bin.000003", "position": 356}
+    assert back["backup"]["id"] == "b1" and back["gtid_set"] == "0-1-9"
+    assert back["restores_to"] == at(31)
+    assert back["precision"]["resolution"] == "second"
+    assert back["window"]["earliest"] == at(22)
+    assert [b["name"] for b in back["binlogs"]] == ["mysql-bin.000002", "mysql-bin.000003"]
+
+
+def test_mysql_microsecond_index_is_exact() -> None:
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    idx = TransactionIndex("mysql")
+    base = 1_800_000_000_000_000
+    for i in range(5):
+        idx.append(200 + i * 50, 250 + i * 50, base + i * 1000 + 7, uuid, i + 1)
+    row = ArchivedBinlog(
+        name="binlog.000001",
+        state="committed",
+        server_id=1,
+        first_ts=1_800_000_000,
+        last_ts=1_800_000_000,
+        gtid_previous="",
+        gtid_end=f"{uuid}:1-5",
+        size=500,
+    )
+    bk = BackupInfo(
+        id="b",
+        tool="mysqldump",
+        binlog_file="binlog.000001",
+        binlog_pos=200,
+        gtid_set="",
+        consistent_at=1_799_999_999,
+    )
+    p = plan_restore(parse_target(iso_us(base + 2500)), [bk], [row], lambda r: idx)
+    assert p.precision.resolution == "microsecond"
+    assert str(p.stop) == "binlog.000001:350" and p.gtid_set == f"{uuid}:1-3"
+    p = plan_restore(parse_target(f"{uuid}:1-4"), [bk], [row], lambda r: idx)
+    assert str(p.stop) == "binlog.000001:400"
