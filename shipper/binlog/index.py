@@ -251,7 +251,10 @@ class TransactionIndex:
                 seq = last_seq[sid] + _unzz(r.varint())
                 last_seq[sid] = seq
                 src = sources[sid]
-            idx.append(start, end, commit, src, seq)
+            try:
+                idx.append(start, end, commit, src, seq)
+            except OverflowError:
+                raise BinlogFormatError("transaction index: value out of range") from None
             prev_end, prev_commit = end, commit
         if r.pos != len(r.data):
             raise BinlogFormatError("transaction index: trailing bytes")

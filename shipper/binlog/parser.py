@@ -344,12 +344,17 @@ class _Scanner:
                 self.in_use = bool(flags & E.LOG_EVENT_BINLOG_IN_USE_F)
             # --- checksum
             crc_ok: bool | None = None
-            if big_prefix is not None:
-                crc_ok = crc_ok_big
-            elif typ == E.FORMAT_DESCRIPTION_EVENT or typ == E.START_EVENT_V3:
-                crc_ok = self._format_description(pos, end, typ, abs_pos)
+            if typ == E.FORMAT_DESCRIPTION_EVENT or typ == E.START_EVENT_V3:
+                if big_prefix is None:
+                    crc_ok = self._format_description(self.mv, pos, end, typ, abs_pos)
+                elif len(big_prefix) == size:
+                    crc_ok = self._format_description(memoryview(big_prefix), 0, size, typ, abs_pos)
+                else:
+                    raise self._err(abs_pos, f"format description event of {size} bytes")
                 crc_len = 4 if self.fde is not None and self.fde.checksum_alg == 1 else 0
                 min_size = (self.fde.header_len if self.fde else E.HEADER_LEN) + crc_len
+            elif big_prefix is not None:
+                crc_ok = crc_ok_big
             elif crc_len:
                 crc_ok = crc32(self.mv[pos : end - 4]) == unpack_crc(self.buf, end - 4)[0]
             if crc_ok is False and self.crc_error_at is None:
@@ -369,7 +374,8 @@ class _Scanner:
                     self._cur_server_id = sid
                     hl = self.fde.header_len if self.fde else E.HEADER_LEN
                     if big_prefix is not None:
-                        self._decode(big_prefix, 0, hl, len(big_prefix), typ, ts, abs_pos, size)
+                        body_end = min(len(big_prefix), size - crc_len)
+                        self._decode(big_prefix, 0, hl, body_end, typ, ts, abs_pos, size)
                     else:
                         self._decode(self.buf, pos, pos + hl, end - crc_len, typ, ts, abs_pos, size)
                     if self.encrypted_at is not None:
@@ -421,10 +427,12 @@ class _Scanner:
         return bytes(prefix), crc_ok, pos
 
     # ------------------------------------------------------------------ bodies
-    def _format_description(self, pos: int, end: int, typ: int, abs_pos: int) -> bool | None:
+    def _format_description(
+        self, buf: memoryview, pos: int, end: int, typ: int, abs_pos: int
+    ) -> bool | None:
         v3 = typ == E.START_EVENT_V3
         try:
-            fde = B.decode_fde(self.buf, pos + E.HEADER_LEN, end, v3)
+            fde = B.decode_fde(buf, pos + E.HEADER_LEN, end, v3)
         except (B.BodyError, struct.error, IndexError) as e:
             raise self._err(abs_pos, str(e)) from None
         self.fde = fde
@@ -436,10 +444,10 @@ class _Scanner:
             return None
         # The CRC of a FDE is computed with the in-use flag clear: the server
         # clears that flag in place when it closes the file without rewriting it.
-        head = bytearray(self.buf[pos : pos + E.HEADER_LEN])
+        head = bytearray(buf[pos : pos + E.HEADER_LEN])
         head[17] &= ~E.LOG_EVENT_BINLOG_IN_USE_F & 0xFF
-        crc = zlib.crc32(self.mv[pos + E.HEADER_LEN : end - 4], zlib.crc32(head))
-        return bool(crc == _CRC.unpack_from(self.buf, end - 4)[0])
+        crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 4], zlib.crc32(head))
+        return bool(crc == _CRC.unpack_from(buf, end - 4)[0])
 
     def _decode(
         self,
