@@ -201,7 +201,9 @@ def plan_restore(
         )
     r = _Resolver(rows, load_index, window, ambiguous)
     stop, stop_index, precision = r.resolve(target)
-    backup = _choose_backup(backups, stop, window)
+    backup = _choose_backup(backups, max(stop, r.alias or stop), window)
+    if backup.position > stop:  # same state: the backup holds nothing of the stop's file
+        stop = backup.position
     steps = _chain(rows, backup, stop, window)
     notes = list(r.notes)
     last: Transaction | None = None
@@ -266,12 +268,14 @@ class _Resolver:
         self.ambiguous = ambiguous
         self.notes: list[str] = []
         self.committed = [b for b in rows if b.state == "committed"]
+        #: the stop before :meth:`_settle` moved it back: the same database state
+        self.alias: Position | None = None
 
     def index(self, row: ArchivedBinlog) -> TransactionIndex:
         _require_verified(row)
         return self.load_index(row)
 
-    def resolve(self, target: Target) -> tuple[Position, TransactionIndex | None, Precision]:
+    def resolve(self, target: Target) -> tuple[Position, TransactionIndex, Precision]:
         if not self.committed:
             raise PlanRefused(
                 "after_window",
@@ -280,17 +284,41 @@ class _Resolver:
                 self.window,
             )
         if target.kind == "latest":
-            return self._latest()
-        if target.kind == "time":
+            stop, idx, prec = self._latest()
+        elif target.kind == "time":
             assert target.time_us is not None
-            return self._time(target.time_us)
-        if target.kind == "gtid":
+            stop, idx, prec = self._time(target.time_us)
+        elif target.kind == "gtid":
             assert target.gtid is not None
-            return self._gtid(target.gtid, target.text)
-        assert target.position is not None
-        return self._position(target.position)
+            stop, idx, prec = self._gtid(target.gtid, target.text)
+        else:
+            assert target.position is not None
+            stop, idx, prec = self._position(target.position)
+        self.alias = stop
+        stop, idx = self._settle(stop, idx)
+        return stop, idx, prec
 
-    def _latest(self) -> tuple[Position, TransactionIndex | None, Precision]:
+    def _settle(self, stop: Position, idx: TransactionIndex) -> tuple[Position, TransactionIndex]:
+        """A stop before a binlog's first transaction becomes the end of the binlog before it.
+
+        The replication applier checks ``UNTIL`` only after a whole event group, so a stop
+        among a file's header events could run one transaction too far; the end of the
+        previous file's last transaction is the same state and an exact stop.
+        """
+        while len(idx) == 0 or stop.offset <= idx[0].start:
+            prev = next((b for b in self.rows if b.sequence == stop.sequence - 1), None)
+            if (
+                prev is None
+                or prev.state != "committed"
+                or stem_of(prev.name) != stem_of(stop.file)
+            ):
+                break
+            pidx = self.load_index(prev)
+            stop = Position.of(prev.name, pidx[-1].end if len(pidx) else (prev.size or 4))
+            idx = pidx
+        return stop, idx
+
+    def _latest(self) -> tuple[Position, TransactionIndex, Precision]:
         row = self.committed[-1]
         newer = [b.name for b in self.rows if b.sequence > row.sequence]
         if newer:
@@ -306,7 +334,7 @@ class _Resolver:
             Precision("transaction", note="end of the archive"),
         )
 
-    def _time(self, t_us: int) -> tuple[Position, TransactionIndex | None, Precision]:
+    def _time(self, t_us: int) -> tuple[Position, TransactionIndex, Precision]:
         t_sec = t_us // _SECOND
         newest = self.committed[-1]
         if newest.last_ts is not None and t_sec > newest.last_ts:
@@ -394,9 +422,7 @@ class _Resolver:
                 self.window,
             )
 
-    def _gtid(
-        self, want: GtidSet, text: str
-    ) -> tuple[Position, TransactionIndex | None, Precision]:
+    def _gtid(self, want: GtidSet, text: str) -> tuple[Position, TransactionIndex, Precision]:
         for row in self.rows:
             if not row.gtid_end:
                 continue
@@ -427,7 +453,7 @@ class _Resolver:
             self.window,
         )
 
-    def _position(self, pos: Position) -> tuple[Position, TransactionIndex | None, Precision]:
+    def _position(self, pos: Position) -> tuple[Position, TransactionIndex, Precision]:
         row = next((b for b in self.rows if b.name == pos.file), None)
         if row is None:
             if self.rows and pos.sequence > self.rows[-1].sequence:

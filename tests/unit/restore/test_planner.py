@@ -236,3 +236,13 @@ def test_mysql_microsecond_index_is_exact() -> None:
     assert str(p.stop) == "binlog.000001:350" and p.gtid_set == f"{uuid}:1-3"
     p = plan_restore(parse_target(f"{uuid}:1-4"), [bk], [row], lambda r: idx)
     assert str(p.stop) == "binlog.000001:400"
+
+
+def test_stop_before_a_files_first_transaction_is_the_previous_files_end(
+    archive: Archive,
+) -> None:
+    archive.backups = archive.backups[:1]
+    p = plan(archive, f"mysql-bin.000004:{HEADER}")
+    assert str(p.stop) == f"mysql-bin.000003:{HEADER + 4 * TX}"
+    assert [s.name for s in p.steps] == ["mysql-bin.000002", "mysql-bin.000003"]
+    assert p.gtid_set == "0-1-12"
