@@ -46,7 +46,7 @@ def workload(server: SandboxServer, mb: int) -> None:
             "INSERT INTO bench.orders (customer, status, note, amount) "
             "SELECT FLOOR(RAND()*100000), ELT(1+FLOOR(RAND()*4),'new','paid','shipped','void'), "
             "CONCAT_WS(' ', MD5(RAND()), 'order for customer', FLOOR(RAND()*1000), MD5(RAND()), "
-            "REPEAT('x', FLOOR(RAND()*64))), RAND()*1000 FROM seq_1_to_20000",
+            "REPEAT('x', FLOOR(RAND()*64))), RAND()*1000 FROM bench.seq_1_to_20000",
             "UPDATE bench.orders SET status='paid', amount=amount+1 "
             "WHERE id > (SELECT MAX(id) - 10000 FROM bench.orders)",
         )

@@ -234,6 +234,15 @@ class Manifest:
         assert row is not None
         return row
 
+    def reach(self, name: str, state: str, **fields: Any) -> BinlogRow:
+        """Advance to ``state`` unless the row is already there or further (a resumed step)."""
+        row = self.get(name)
+        if row is None:
+            raise StateError(f"binlog {name} is not in the manifest")
+        if _RANK[row.state] >= _RANK[state] and row.state not in TERMINAL:
+            return self.advance(name, row.state, **fields)
+        return self.advance(name, state, **fields)
+
     def update(self, name: str, **fields: Any) -> BinlogRow:
         """Set ``fields`` without changing the row's state."""
         row = self.get(name)

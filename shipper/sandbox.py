@@ -205,6 +205,22 @@ class SandboxServer:
                 cur.execute("COMMIT")
                 done += n
 
+    def purge_binary_logs_to(self, name: str, timeout: float = 15.0) -> None:
+        """PURGE BINARY LOGS TO ``name``, waiting until the server really did it.
+
+        MariaDB silently keeps binlogs that crash recovery may still need until
+        its binlog checkpoint moves past them (about a second with
+        innodb_flush_log_at_trx_commit=2), so one PURGE is not always enough.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.execute(f"PURGE BINARY LOGS TO '{name}'")
+            if self.binary_logs()[0][0] == name:
+                return
+            if time.monotonic() > deadline:
+                raise DatabaseError(f"PURGE BINARY LOGS TO '{name}' did not take effect")
+            time.sleep(0.2)
+
     def binary_logs(self) -> list[tuple[str, int]]:
         return [(str(r[0]), int(r[1])) for r in self.query("SHOW BINARY LOGS")]
 

@@ -291,8 +291,8 @@ class Shipper:
             if not flagged:
                 self._upload_index(backend, k, info, context, header_meta)
         targets = [b.url for b in self.backends]
-        self.manifest.advance(name, "uploaded", object_key=final_keys[0], targets=targets)
-        self.manifest.advance(name, "verified")
+        self.manifest.reach(name, "uploaded", object_key=final_keys[0], targets=targets)
+        self.manifest.reach(name, "verified")
         if flagged:
             self.manifest.advance(
                 name,

@@ -23,7 +23,7 @@ import pytest
 from shipper.manifest import Manifest
 from shipper.sandbox import SandboxServer
 from shipper.storage.file import FileBackend
-from tests.helpers import closed_binlogs, rotate, write_config
+from tests.helpers import closed_binlogs, fill_binlogs, write_config
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def _pending(state: Path) -> int:
 
 def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server: SandboxServer = mariadb_factory(server_id=21, max_binlog_size=64 << 20)
-    rotate(server, 12, rows=6000)  # a dozen closed binlogs of ~1.4 MB
+    fill_binlogs(server, 12)  # a dozen closed binlogs of ~4 MB
     state = tmp_path / "state"
     write_config(state, server, tenant="crash")
     archive = state / "archive"
@@ -55,12 +55,15 @@ def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path
     seen: dict[str, tuple[str, str]] = {}
     kills = 0
     batches = 1
+    runs = 0
     while kills < MIN_KILLS:
+        runs += 1
+        assert runs < 200, f"only {kills} kills landed in {runs} runs"
         if _pending(state) == 0 and set(closed_binlogs(server)) <= _committed(state):
-            rotate(server, 6, rows=6000)  # everything is shipped: give it more to do
+            fill_binlogs(server, 12)  # everything is shipped: give it another dozen
             batches += 1
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.25, 1.6))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.7))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -107,7 +110,10 @@ def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path
         want = hashlib.sha256((server.binlog_dir / name).read_bytes()).hexdigest()
         assert hashlib.sha256(out.read_bytes()).hexdigest() == want
         assert rows[name].sha256 == want
-    print(f"{kills} SIGKILLs over {batches} batch(es), {len(names)} binlogs archived once each")
+    print(
+        f"{kills} SIGKILLs in {runs} runs over {batches} batch(es), {len(names)} binlogs "
+        "archived once each"
+    )
 
 
 def _committed(state: Path) -> set[str]:

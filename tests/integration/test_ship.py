@@ -140,7 +140,7 @@ def test_binlog_purged_before_shipping_is_a_gap(server: SandboxServer, tmp_path:
     # More binlogs appear; the server purges some of them before the shipper looks again.
     rotate(server, 4)
     new = [n for n in closed_binlogs(server) if n not in shipped]
-    server.execute(f"PURGE BINARY LOGS TO '{new[2]}'")
+    server.purge_binary_logs_to(new[2])
     res = shipper.run_once()
     assert res.gaps == new[:2]
     assert sorted(res.shipped) == new[2:]
@@ -169,7 +169,7 @@ def test_purged_after_staging_still_ships(server: SandboxServer, tmp_path: Path)
     shipper.manifest.discover(first)
     shipper._stage(server.binlog_dir / first, shipper.staging / first)
     shipper.manifest.advance(first, "staged")
-    server.execute(f"PURGE BINARY LOGS TO '{names[1]}'")
+    server.purge_binary_logs_to(names[1])
     res = shipper.run_once()
     assert first in res.shipped
     assert cli(["fetch", first, "-o", str(tmp_path / "f"), "--state-dir", str(state)]) == 0
