@@ -263,3 +263,53 @@ def test_dry_run_lists_pending_with_keys(
         assert key.startswith("dry/mysql/11/") and key.endswith(p["binlog"] + ".zst.enc")
         assert p["size"] == (server.binlog_dir / p["binlog"]).stat().st_size
     assert not (state / "archive").exists()  # nothing uploaded
+
+
+def test_watch_mode_ships_as_the_server_rotates(server: SandboxServer, tmp_path: Path) -> None:
+    """`run` (no --once) ships on a file event long before its poll interval, stops on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "state"
+    write_config(state, server, extra="poll_interval = 600")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "run", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(archived(state)) != closed_binlogs(server):
+            assert time.monotonic() < deadline, "initial pass did not ship"
+            time.sleep(0.2)
+        rotate(server, 2)  # the poll interval is 10 minutes: only the watcher can notice
+        deadline = time.monotonic() + 30
+        while sorted(archived(state)) != closed_binlogs(server):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "watcher did not ship the new binlogs"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    with Manifest(state / "manifest.sqlite") as m:
+        assert all(r.state == "committed" for r in m.all())
+
+
+def test_warns_when_unarchived_binlog_is_near_expiry(server: SandboxServer, tmp_path: Path) -> None:
+    server.execute("SET GLOBAL binlog_expire_logs_seconds = 1800")
+    try:
+        state = tmp_path / "state"
+        cfg = load(write_config(state, server))  # purge_warning_seconds defaults to 3600
+        shipper = Shipper(cfg)
+        res = shipper.run_once()
+        assert res.warnings and all("may purge it in" in w for w in res.warnings)
+        assert len(res.warnings) == len(closed_binlogs(server))
+        assert res.ok  # a warning, and the files shipped
+        assert shipper.metrics.purge_risk._value.get() == len(res.warnings)
+        shipper.close()
+    finally:
+        server.execute("SET GLOBAL binlog_expire_logs_seconds = 0")
