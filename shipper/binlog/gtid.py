@@ -285,6 +285,10 @@ class MySQLGtidSetBuilder:
         if len(ivs) > 1 and ivs[-2][0] >= lo:  # out of order: renormalise
             self._m[(uuid, tag)] = [list(iv) for iv in _merge((a, b) for a, b in ivs)]
 
+    def last_interval(self, uuid: str, tag: str) -> list[int]:
+        """The highest interval of a source, *live*: the scanner extends it in place."""
+        return self._m[(uuid, tag)][-1]
+
     def freeze(self) -> MySQLGtidSet:
         return MySQLGtidSet(
             tuple(

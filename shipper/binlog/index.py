@@ -111,19 +111,24 @@ class TransactionIndex:
     # -- building
     def append(self, start: int, end: int, commit_us: int, source: str | None, seq: int) -> None:
         """Add a transaction; ``source`` is ``"uuid"``/``"uuid:tag"``/``"domain-server"``."""
-        if source is None:
-            sid = -1
-        else:
-            sid = self._source_ids.get(source, -1)
-            if sid < 0:
-                sid = len(self._sources)
-                self._sources.append(source)
-                self._source_ids[source] = sid
+        self.append_id(start, end, commit_us, -1 if source is None else self.source_id(source), seq)
+
+    def source_id(self, source: str) -> int:
+        """The id of ``source`` for :meth:`append_id` (assigned on first use)."""
+        sid = self._source_ids.get(source, -1)
+        if sid < 0:
+            sid = len(self._sources)
+            self._sources.append(source)
+            self._source_ids[source] = sid
+        return sid
+
+    def append_id(self, start: int, end: int, commit_us: int, source_id: int, seq: int) -> None:
+        """:meth:`append` with a pre-resolved source id (-1: no GTID); the scanner's fast path."""
         self._start.append(start)
         self._end.append(end)
         self._commit.append(commit_us)
-        self._src.append(sid)
-        self._seq.append(seq if sid >= 0 else 0)
+        self._src.append(source_id)
+        self._seq.append(seq if source_id >= 0 else 0)
 
     # -- reading
     def __len__(self) -> int:

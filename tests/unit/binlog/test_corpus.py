@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,13 @@ def test_verdicts_of_the_corpus_are_what_we_expect() -> None:
     for s in seen.values():
         counts[s] = counts.get(s, 0) + 1
     assert counts == {"complete": 56, "in_use": 21, "not_closed": 3, "truncated": 1}
+
+
+@pytest.mark.parametrize(
+    "row",
+    [r for r in ROWS if path_of(r).name not in FORMAT_ERROR],
+    ids=lambda r: Path(r["file"]).name,
+)
+def test_fast_path_equals_general_path(row: dict[str, str]) -> None:
+    """Without a per-event callback most events skip the general path: same answer."""
+    assert scan_file(path_of(row)) == read_events(path_of(row))[0]

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shipper.binlog import BinlogInfo, EventHeader, parser, read_events, scan_stream
+from shipper.binlog import BinlogInfo, EventHeader, read_events, scan_stream, scanner
 from shipper.errors import BinlogFormatError
 
 from .corpus import BINLOGS
@@ -124,7 +124,7 @@ def test_tiny_buffer_takes_the_big_event_path_with_the_same_result(
 ) -> None:
     """With a 64-byte buffer most events are 'bigger than the buffer' and streamed."""
     normal, normal_events = read_events(BINLOGS / name)
-    monkeypatch.setattr(parser, "BLOCK", 64)
+    monkeypatch.setattr(scanner, "BLOCK", 64)
     small, small_events = read_events(BINLOGS / name)
     assert small_events == normal_events
     assert small == normal

@@ -1,0 +1,665 @@
+"""The single pass: framing, CRC32, SHA-256, GTIDs and the transaction index.
+
+Memory is constant: the file is read in ``BLOCK``-sized reads into one reusable
+buffer (hashed as read); an event larger than the buffer is streamed through
+(CRC accumulated) keeping only its first 64 KiB.
+
+The loop has two speeds. Row data, table maps and the other events that only
+*belong* to a transaction (``_PASSIVE``) cost one 3-field unpack and one
+``zlib.crc32`` over the event *including* its stored CRC, compared with the
+CRC-32 residue constant, so the stored value is never unpacked. Everything else
+(format description, GTIDs, queries, XIDs, rotate, unknown types, and every
+event when a per-event callback is asked for) takes the general path, which
+decodes the full header and dispatches to a body handler.
+
+After the first CRC mismatch event lengths can no longer be trusted, so a
+framing problem past it ends the scan instead of raising.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from collections.abc import Callable
+from typing import BinaryIO, Literal
+
+from shipper.binlog import bodies as B
+from shipper.binlog import events as E
+from shipper.binlog.gtid import (
+    MariaDBGtidList,
+    MariaDBGtidListBuilder,
+    MySQLGtidSet,
+    MySQLGtidSetBuilder,
+    format_uuid,
+)
+from shipper.binlog.index import TransactionIndex
+from shipper.binlog.info import BinlogFramingError, BinlogInfo, EventHeader
+
+BLOCK = 4 << 20
+#: an event this large cannot be real (max_allowed_packet tops out at 1 GiB)
+MAX_EVENT_SIZE = (1 << 30) + (1 << 20)
+_BIG_PREFIX = 1 << 16
+#: zlib.crc32 over a message followed by its own little-endian CRC-32
+_CRC_RESIDUE = 0x2144DF1C
+
+_HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server_id, size, log_pos, flags
+_FAST_HEADER = struct.Struct("<IBxxxxI")  # timestamp, type, size
+_CRC = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+_GTID_HEAD = struct.Struct("<B16sq")
+_MDB_GTID = struct.Struct("<QIB")
+_U32 = struct.Struct("<I")
+
+# transaction-tracking modes
+_NONE, _AWAIT_FIRST_QUERY, _IN_TRX, _STANDALONE = 0, 1, 2, 3
+
+#: events that only belong to the transaction around them (or open an autocommit
+#: statement's): no body is read
+_PASSIVE = frozenset(E.EVENT_NAMES) - {
+    E.UNKNOWN_EVENT,
+    E.START_EVENT_V3,
+    E.QUERY_EVENT,
+    E.STOP_EVENT,
+    E.ROTATE_EVENT,
+    E.FORMAT_DESCRIPTION_EVENT,
+    E.XID_EVENT,
+    18,  # Execute_load_query: ends an autocommit LOAD DATA
+    E.INCIDENT_EVENT,
+    E.HEARTBEAT_LOG_EVENT,
+    E.IGNORABLE_LOG_EVENT,
+    E.GTID_LOG_EVENT,
+    E.ANONYMOUS_GTID_LOG_EVENT,
+    E.PREVIOUS_GTIDS_LOG_EVENT,
+    E.XA_PREPARE_LOG_EVENT,
+    E.TRANSACTION_PAYLOAD_EVENT,
+    41,  # Heartbeat_v2
+    E.GTID_TAGGED_LOG_EVENT,
+    E.BINLOG_CHECKPOINT_EVENT,
+    E.MARIADB_GTID_EVENT,
+    E.GTID_LIST_EVENT,
+    E.START_ENCRYPTION_EVENT,
+    E.QUERY_COMPRESSED_EVENT,
+}
+#: the commonest events with a body to read: handled straight from the loop
+_HOT = frozenset(
+    {
+        E.QUERY_EVENT,
+        E.XID_EVENT,
+        E.GTID_LOG_EVENT,
+        E.ANONYMOUS_GTID_LOG_EVENT,
+        E.MARIADB_GTID_EVENT,
+    }
+)
+#: type code -> 1 passive (fast path), 2 hot body, 0 general path
+_FAST_KIND = [1 if t in _PASSIVE else 2 if t in _HOT else 0 for t in range(256)]
+_ALL_GENERAL = [0] * 256
+
+_BODY_ERRORS = (B.BodyError, struct.error, IndexError, ValueError, OverflowError)
+
+#: (scanner, buf, event start in buf, body start, body end, timestamp, offset, end offset)
+Handler = Callable[["_Scanner", B.Buffer, int, int, int, int, int, int], None]
+
+
+class _Scanner:
+    def __init__(
+        self, f: BinaryIO, name: str, on_event: Callable[[EventHeader], None] | None
+    ) -> None:
+        self.f = f
+        self.name = name
+        self.on_event = on_event
+        self.sha = hashlib.sha256()
+        self.buf = bytearray(BLOCK)
+        self.mv = memoryview(self.buf)
+        self.avail = 0  # valid bytes in buf
+        self.base = 0  # file offset of buf[0]
+        self.total = 0
+        self.eof = False
+        self.crc_len = 0
+        self.min_size = E.HEADER_LEN
+        self.header_len = E.HEADER_LEN
+        self.first = True
+        # results
+        self.fde: B.FormatDescription | None = None
+        self.first_fde: B.FormatDescription | None = None
+        self.server_id: int | None = None
+        self.first_ts: int | None = None
+        self.in_use = False
+        self.truncated_at: int | None = None
+        self.crc_error_at: int | None = None
+        self.event_count = 0
+        self.last_ts = 0
+        self.last_type = -1
+        self.unknown: set[int] = set()
+        self.encrypted_at: int | None = None
+        self.rotate_to: str | None = None
+        # GTIDs
+        self.flavor: Literal["mysql", "mariadb"] | None = None
+        self.mysql_prev: MySQLGtidSet | None = None
+        self.mysql_added = MySQLGtidSetBuilder()
+        self.my_last_key: tuple[str, str] | None = None
+        self.my_last_iv: list[int] = [0, 0]
+        self.my_sources: dict[tuple[bytes, str], tuple[str, int]] = {}
+        self.mdb_prev: MariaDBGtidList | None = None
+        self.mdb_added: dict[tuple[int, int], int] = {}  # (domain, server) -> seq, recent last
+        self.mdb_sources: dict[tuple[int, int], int] = {}
+        self.mdb_last_key: tuple[int, int] | None = None
+        self.last_gtid: tuple[str, int] | tuple[int, int, int] | None = None
+        # transactions
+        self.index = TransactionIndex()
+        self.mode = _NONE
+        self.trx_start = -1
+        self.prelude = -1
+        self.trx_src = -1
+        self.trx_seq = 0
+        self.trx_commit_us = -1
+
+    # ------------------------------------------------------------------ input
+    def _err(self, offset: int, what: str) -> BinlogFramingError:
+        return BinlogFramingError(self.name, offset, what)
+
+    def _read_into(self, start: int) -> int:
+        """Fill buf[start:] from the stream; returns bytes read (0 at EOF)."""
+        got = 0
+        end = len(self.buf)
+        while start + got < end:
+            n = self.f.readinto(self.mv[start + got : end])  # type: ignore[attr-defined]
+            if not n:
+                self.eof = True
+                break
+            self.sha.update(self.mv[start + got : start + got + n])
+            got += n
+        self.total += got
+        return got
+
+    def _refill(self, keep_from: int) -> None:
+        """Keep buf[keep_from:avail] (moved to the front), read more behind it."""
+        rem = self.avail - keep_from
+        if rem:
+            self.buf[:rem] = self.buf[keep_from : self.avail]
+        self.base += keep_from
+        self.avail = rem + self._read_into(rem)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> BinlogInfo:
+        self.avail = self._read_into(0)
+        if self.avail < 4 or bytes(self.buf[:4]) != E.MAGIC:
+            raise self._err(0, "no binlog magic (\\xfebin)")
+        self._loop()
+        return self._result()
+
+    def _loop(self) -> None:
+        pos = 4  # buffer offset of the next event
+        buf, mv, avail = self.buf, self.mv, self.avail
+        unpack = _FAST_HEADER.unpack_from
+        crc32 = zlib.crc32
+        residue = _CRC_RESIDUE
+        general = self._general
+        handlers = _HANDLERS
+        kind = _ALL_GENERAL  # until the first format description is read
+        crc_len, min_size, hl = self.crc_len, self.min_size, E.HEADER_LEN
+        count = 0
+        last_ts = 0
+        last_type = -1
+        while True:
+            if avail - pos < E.HEADER_LEN:
+                if not self.eof:
+                    self._refill(pos)
+                    pos = 0
+                    buf, mv, avail = self.buf, self.mv, self.avail
+                    continue
+                if avail > pos:
+                    self.truncated_at = self.base + pos
+                break
+            ts, typ, size = unpack(buf, pos)
+            end = pos + size
+            if end > avail or size < min_size or size > MAX_EVENT_SIZE:
+                if size < min_size or size > MAX_EVENT_SIZE:
+                    if self.crc_error_at is not None:
+                        break  # lengths past a CRC mismatch are not to be trusted
+                    raise self._err(self.base + pos, f"event of impossible size {size}")
+                if not self.eof and size <= len(buf):
+                    self._refill(pos)
+                    pos = 0
+                    buf, mv, avail = self.buf, self.mv, self.avail
+                    continue
+                if self.eof:
+                    self.truncated_at = self.base + pos
+                    break
+                # larger than the buffer: stream it, keep its first bytes
+                abs_pos = self.base + pos
+                res = self._big_event(pos, size, crc_len)
+                if res is None:
+                    break
+                prefix, crc_ok, pos = res
+                buf, mv, avail = self.buf, self.mv, self.avail
+                count += 1
+                if ts:
+                    last_ts = ts
+                last_type = typ
+                general(memoryview(prefix), 0, size, abs_pos, crc_ok)
+                crc_len, min_size, hl = self.crc_len, self.min_size, self.header_len
+                kind = self._kinds()
+                continue
+            count += 1
+            if ts:
+                last_ts = ts
+            last_type = typ
+            k = kind[typ]
+            if k == 1:
+                if crc_len and crc32(mv[pos:end]) != residue and self.crc_error_at is None:
+                    self.crc_error_at = self.base + pos
+                if self.mode == _NONE and self.prelude < 0:
+                    self.prelude = self.base + pos
+            elif k == 2:
+                abs_pos = self.base + pos
+                if crc_len and crc32(mv[pos:end]) != residue:
+                    if self.crc_error_at is None:
+                        self.crc_error_at = abs_pos
+                else:
+                    try:
+                        handlers[typ](
+                            self, buf, pos, pos + hl, end - crc_len, ts, abs_pos, abs_pos + size
+                        )
+                    except _BODY_ERRORS as e:
+                        raise self._err(abs_pos, f"{E.event_name(typ)} event: {e}") from None
+            else:
+                general(mv, pos, size, self.base + pos, None)
+                crc_len, min_size, hl = self.crc_len, self.min_size, self.header_len
+                kind = self._kinds()
+            pos = end
+        self.event_count = count
+        self.last_ts = last_ts
+        self.last_type = last_type
+
+    def _kinds(self) -> list[int]:
+        """Which events may skip the general path (none before the FDE, when
+        encrypted, or when every event's header is asked for)."""
+        if self.first or self.encrypted_at is not None or self.on_event is not None:
+            return _ALL_GENERAL
+        return _FAST_KIND
+
+    def _big_event(
+        self, pos: int, size: int, crc_len: int
+    ) -> tuple[bytes, bool | None, int] | None:
+        """Stream an event larger than the buffer. Returns (prefix, crc_ok, next pos) or None."""
+        start_abs = self.base + pos
+        covered = size - crc_len  # bytes under the CRC
+        crc = 0
+        prefix = bytearray()
+        tail = bytearray()
+        done = 0
+        while done < size:
+            if pos >= self.avail:
+                self.base += self.avail
+                self.avail = self._read_into(0)
+                pos = 0
+                if self.avail == 0:
+                    self.truncated_at = start_abs
+                    return None
+            take = min(size - done, self.avail - pos)
+            chunk = self.mv[pos : pos + take]
+            if len(prefix) < _BIG_PREFIX:
+                prefix += chunk[: _BIG_PREFIX - len(prefix)]
+            in_crc = max(0, min(take, covered - done))
+            if crc_len and in_crc:
+                crc = zlib.crc32(chunk[:in_crc], crc)
+            if take > in_crc:
+                tail += chunk[in_crc:]
+            done += take
+            pos += take
+        crc_ok = None
+        if crc_len:
+            crc_ok = crc == _CRC.unpack_from(tail, len(tail) - 4)[0]
+        return bytes(prefix), crc_ok, pos
+
+    # ------------------------------------------------------------------ general path
+    def _general(
+        self, buf: memoryview, pos: int, size: int, abs_pos: int, big_crc: bool | None
+    ) -> None:
+        """One event the fast path does not take. ``buf[pos:]`` holds it (or its prefix)."""
+        ts, typ, sid, _, log_pos, flags = _HEADER.unpack_from(buf, pos)
+        whole = pos + size <= len(buf)  # False for a streamed event's prefix
+        if self.encrypted_at is not None:
+            # Only the length (offset 9) is in clear; type, time, server id and
+            # the CRC are encrypted with the body: count and pass over.
+            if self.on_event is not None:
+                self.on_event(EventHeader(abs_pos, abs_pos + size, 0, 0, -1, 0, size, 0, None))
+            return
+        if self.first:
+            if typ not in (E.FORMAT_DESCRIPTION_EVENT, E.START_EVENT_V3):
+                raise self._err(abs_pos, f"first event is type {typ}, not a format description")
+            self.first = False
+            self.first_ts = ts or None
+            self.server_id = sid
+            self.in_use = bool(flags & E.LOG_EVENT_BINLOG_IN_USE_F)
+        crc_ok: bool | None = None
+        if typ == E.FORMAT_DESCRIPTION_EVENT or typ == E.START_EVENT_V3:
+            if not whole:
+                raise self._err(abs_pos, f"format description event of {size} bytes")
+            crc_ok = self._format_description(buf, pos, pos + size, typ, abs_pos)
+        elif not whole:
+            crc_ok = big_crc
+        elif self.crc_len:
+            crc_ok = zlib.crc32(buf[pos : pos + size]) == _CRC_RESIDUE
+        if crc_ok is False and self.crc_error_at is None:
+            self.crc_error_at = abs_pos
+        if self.on_event is not None:
+            self.on_event(
+                EventHeader(abs_pos, abs_pos + size, log_pos, ts, typ, sid, size, flags, crc_ok)
+            )
+        if crc_ok is False:
+            return  # a body that failed its CRC is not read
+        handler = _HANDLERS.get(typ)
+        if handler is not None:
+            end = pos + size - self.crc_len if whole else len(buf)
+            try:
+                handler(self, buf, pos, pos + self.header_len, end, ts, abs_pos, abs_pos + size)
+            except _BODY_ERRORS as e:
+                raise self._err(abs_pos, f"{E.event_name(typ)} event: {e}") from None
+        elif typ not in E.EVENT_NAMES:
+            self.unknown.add(typ)
+        elif typ in _PASSIVE and self.mode == _NONE and self.prelude < 0:
+            self.prelude = abs_pos
+
+    def _format_description(
+        self, buf: memoryview, pos: int, end: int, typ: int, abs_pos: int
+    ) -> bool | None:
+        v3 = typ == E.START_EVENT_V3
+        try:
+            fde = B.decode_fde(buf, pos + E.HEADER_LEN, end, v3)
+        except _BODY_ERRORS as e:
+            raise self._err(abs_pos, str(e)) from None
+        if fde.checksum_alg not in (None, E.CHECKSUM_OFF, E.CHECKSUM_CRC32, E.CHECKSUM_UNDEF):
+            raise self._err(abs_pos, f"unknown checksum algorithm {fde.checksum_alg}")
+        self.fde = fde
+        if self.first_fde is None:
+            self.first_fde = fde
+        # every later FDE (relay logs) governs the events after it
+        self.crc_len = 4 if fde.checksum_alg == E.CHECKSUM_CRC32 else 0
+        self.min_size = fde.header_len + self.crc_len
+        self.header_len = fde.header_len
+        if fde.checksum_alg != E.CHECKSUM_CRC32:
+            return None
+        # The CRC of a FDE is computed with the in-use flag clear: the server
+        # clears that flag in place when it closes the file without rewriting it.
+        head = bytearray(buf[pos : pos + E.HEADER_LEN])
+        head[17] &= ~E.LOG_EVENT_BINLOG_IN_USE_F & 0xFF
+        crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 4], zlib.crc32(head))
+        return bool(crc == _CRC.unpack_from(buf, end - 4)[0])
+
+    # ------------------------------------------------------------------ transactions
+    def _close_trx(self, end_abs: int, ts: int) -> None:
+        start = self.trx_start if self.trx_start >= 0 else end_abs
+        commit = self.trx_commit_us if self.trx_commit_us >= 0 else ts * 1_000_000
+        self.index.append_id(start, end_abs, commit, self.trx_src, self.trx_seq)
+        self.mode = _NONE
+        self.trx_start = -1
+        self.prelude = -1
+
+    def _open_trx(self, abs_pos: int, mode: int) -> None:
+        """A transaction without a GTID (BEGIN, or an autocommit statement)."""
+        self.trx_start = self.prelude if self.prelude >= 0 else abs_pos
+        self.prelude = -1
+        self.mode = mode
+        self.trx_src = -1
+        self.trx_seq = 0
+        self.trx_commit_us = -1
+
+    def _begin_gtid_trx(self, abs_pos: int, mode: int, src: int, seq: int, commit: int) -> None:
+        # a transaction still open here never committed in this file: dropped
+        self.mode = mode
+        self.trx_start = abs_pos
+        self.prelude = -1
+        self.trx_src = src
+        self.trx_seq = seq
+        self.trx_commit_us = commit
+
+    def _query(self, begins: bool, ends: bool, ts: int, abs_pos: int, ev_end: int) -> None:
+        mode = self.mode
+        if mode == _AWAIT_FIRST_QUERY:
+            if begins:
+                self.mode = _IN_TRX
+            else:
+                self._close_trx(ev_end, ts)  # DDL (or XA COMMIT) under its own GTID
+        elif mode == _IN_TRX:
+            if ends:
+                self._close_trx(ev_end, ts)
+        elif mode == _STANDALONE:
+            self._close_trx(ev_end, ts)
+        elif begins:
+            self._open_trx(abs_pos, _IN_TRX)
+        elif not ends:
+            self._open_trx(abs_pos, _NONE)  # autocommit statement: a transaction of its own
+            self._close_trx(ev_end, ts)
+
+    # ------------------------------------------------------------------ body handlers
+    # (buf, body start, body end, timestamp, event offset, event size, server id)
+    def _h_query(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        assert self.fde is not None
+        phl = self.fde.post_header_len(E.QUERY_EVENT, 13 if self.fde.binlog_version >= 4 else 11)
+        if end - body < phl or phl < 11:
+            raise B.BodyError("query event too short")
+        status_len = _U16.unpack_from(buf, body + 11)[0] if phl >= 13 else 0
+        q = body + phl + status_len + buf[body + 8] + 1
+        if q > end:
+            raise B.BodyError("query event: status variables run past the event")
+        text = bytes(buf[q : min(end, q + 24)]).strip().upper()
+        self._query(
+            text == b"BEGIN" or text.startswith(b"XA START"),
+            text == b"COMMIT" or text == b"ROLLBACK",
+            ts,
+            abs_pos,
+            abs_end,
+        )
+
+    def _h_other_query(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        # compressed query (MariaDB) or Execute_load_query: never BEGIN/COMMIT
+        self._query(False, False, ts, abs_pos, abs_end)
+
+    def _h_xid(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        if self.mode != _NONE:
+            self._close_trx(abs_end, ts)
+
+    def _h_payload(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        # a compressed transaction: BEGIN..XID are inside, so it closes what its GTID opened
+        if self.mode == _NONE:
+            self._open_trx(abs_pos, _IN_TRX)
+        self._close_trx(abs_end, ts)
+
+    def _h_mysql_gtid(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        if end - body < _GTID_HEAD.size:
+            raise B.BodyError("GTID event too short")
+        _, raw, gno = _GTID_HEAD.unpack_from(buf, body)
+        immediate = -1
+        p = body + _GTID_HEAD.size
+        if end - p >= 24 and buf[p] == B.LOGICAL_TIMESTAMP_TYPECODE:
+            immediate = int.from_bytes(buf[p + 17 : p + 24], "little") & ((1 << 55) - 1)
+        if gno <= 0:  # anonymous
+            self._begin_gtid_trx(abs_pos, _AWAIT_FIRST_QUERY, -1, 0, immediate)
+            return
+        self._mysql_gtid(bytes(raw), "", gno, immediate, abs_pos)
+
+    def _h_tagged_gtid(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        g = B.decode_tagged_gtid(buf, body, end)
+        raw = bytes.fromhex(g.uuid.replace("-", ""))
+        self._mysql_gtid(
+            raw,
+            g.tag,
+            g.gno,
+            -1 if g.immediate_commit_us is None else g.immediate_commit_us,
+            abs_pos,
+        )
+
+    def _mysql_gtid(self, raw: bytes, tag: str, gno: int, immediate: int, abs_pos: int) -> None:
+        self.flavor = "mysql"
+        cached = self.my_sources.get((raw, tag))
+        if cached is None:
+            uuid = format_uuid(raw)
+            cached = (uuid, self.index.source_id(f"{uuid}:{tag}" if tag else uuid))
+            self.my_sources[(raw, tag)] = cached
+        uuid, src = cached
+        self._begin_gtid_trx(abs_pos, _AWAIT_FIRST_QUERY, src, gno, immediate)
+        key = (uuid, tag)
+        last = self.my_last_iv
+        if key == self.my_last_key and gno == last[1] + 1:
+            last[1] = gno  # the usual case: the next number of the same source
+        else:
+            self.mysql_added.add(uuid, tag, gno)
+            self.my_last_key = key
+            self.my_last_iv = self.mysql_added.last_interval(uuid, tag)
+        self.last_gtid = (uuid if not tag else f"{uuid}:{tag}", gno)
+
+    def _h_previous_gtids(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        sets = B.decode_previous_gtids(buf, body, end)
+        if self.mysql_prev is None:
+            b = MySQLGtidSetBuilder()
+            for uuid, tag, ivs in sets:
+                for lo, hi in ivs:
+                    b.add_interval(uuid, tag, lo, hi)
+            self.mysql_prev = b.freeze()
+            self.flavor = self.flavor or "mysql"
+
+    def _h_mariadb_gtid(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        if end - body < _MDB_GTID.size:
+            raise B.BodyError("MariaDB GTID event too short")
+        seq, domain, flags2 = _MDB_GTID.unpack_from(buf, body)
+        self.flavor = "mariadb"
+        sid = _U32.unpack_from(buf, pos + 5)[0]  # the GTID's server id is the header's
+        key = (domain, sid)
+        src = self.mdb_sources.get(key)
+        if src is None:
+            src = self.mdb_sources[key] = self.index.source_id(f"{domain}-{sid}")
+        mode = _STANDALONE if flags2 & B.MARIADB_FL_STANDALONE else _IN_TRX
+        self._begin_gtid_trx(abs_pos, mode, src, seq, -1)
+        if key != self.mdb_last_key:  # re-insert: most recent last
+            self.mdb_added.pop(key, None)
+            self.mdb_last_key = key
+        self.mdb_added[key] = seq
+        self.last_gtid = (domain, sid, seq)
+
+    def _h_gtid_list(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        entries = B.decode_gtid_list(buf, body, end)
+        if self.mdb_prev is None:
+            b = MariaDBGtidListBuilder()
+            for d, s, n in entries:
+                b.add3(d, s, n)
+            self.mdb_prev = b.freeze()
+            self.flavor = "mariadb"
+
+    def _h_rotate(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        _, self.rotate_to = B.decode_rotate(buf, body, end)
+
+    def _h_start_encryption(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        self.encrypted_at = abs_end
+        self.crc_len = 0
+        # from here on every event takes the general path (which only frames it)
+        self.min_size = E.HEADER_LEN
+
+    def _h_nothing(
+        self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
+    ) -> None:
+        pass
+
+    # ------------------------------------------------------------------ result
+    def _result(self) -> BinlogInfo:
+        fde = self.first_fde
+        checksum: str | None = None
+        if fde is not None and fde.checksum_alg is not None:
+            checksum = "CRC32" if fde.checksum_alg == E.CHECKSUM_CRC32 else "NONE"
+        prev = added = end = ""
+        last_gtid: str | None = None
+        if self.flavor == "mariadb":
+            p = self.mdb_prev or MariaDBGtidList()
+            b = MariaDBGtidListBuilder()
+            for (d, s), n in self.mdb_added.items():
+                b.add3(d, s, n)
+            a = b.freeze()
+            prev, added, end = str(p), str(a), str(p.union(a))
+        elif self.flavor == "mysql":
+            pm = self.mysql_prev or MySQLGtidSet()
+            am = self.mysql_added.freeze()
+            prev, added, end = str(pm), str(am), str(pm.union(am))
+        if self.last_gtid is not None:
+            sep = "-" if self.flavor == "mariadb" else ":"
+            last_gtid = sep.join(str(x) for x in self.last_gtid)
+        index = self.index
+        index.flavor = self.flavor
+        # An encrypted file's closing event cannot be seen; one the server closed
+        # (in-use flag clear) that frames exactly to its end counts as complete.
+        if self.encrypted_at is not None:
+            complete = self.truncated_at is None and not self.in_use
+        else:
+            complete = self.truncated_at is None and self.last_type in (
+                E.ROTATE_EVENT,
+                E.STOP_EVENT,
+            )
+        return BinlogInfo(
+            name=self.name,
+            size=self.total,
+            sha256=self.sha.hexdigest(),
+            server_version=fde.server_version if fde else None,
+            binlog_version=fde.binlog_version if fde else None,
+            checksum=checksum,
+            server_id=self.server_id,
+            in_use=self.in_use,
+            complete=complete,
+            truncated_at=self.truncated_at,
+            crc_error_at=self.crc_error_at,
+            event_count=self.event_count,
+            first_timestamp=self.first_ts,
+            last_timestamp=self.last_ts or None,
+            gtid_previous=prev,
+            gtid_added=added,
+            gtid_executed_end=end,
+            last_gtid=last_gtid,
+            gtid_flavor=self.flavor,
+            transactions=len(index),
+            index=index,
+            encrypted=self.encrypted_at is not None,
+            encrypted_at=self.encrypted_at,
+            unknown_event_types=tuple(sorted(self.unknown)),
+            rotate_to=self.rotate_to if self.last_type == E.ROTATE_EVENT else None,
+        )
+
+
+_HANDLERS: dict[int, Handler] = {
+    E.QUERY_EVENT: _Scanner._h_query,
+    E.QUERY_COMPRESSED_EVENT: _Scanner._h_other_query,
+    18: _Scanner._h_other_query,  # Execute_load_query
+    E.XID_EVENT: _Scanner._h_xid,
+    E.XA_PREPARE_LOG_EVENT: _Scanner._h_xid,
+    E.TRANSACTION_PAYLOAD_EVENT: _Scanner._h_payload,
+    E.GTID_LOG_EVENT: _Scanner._h_mysql_gtid,
+    E.ANONYMOUS_GTID_LOG_EVENT: _Scanner._h_mysql_gtid,
+    E.GTID_TAGGED_LOG_EVENT: _Scanner._h_tagged_gtid,
+    E.PREVIOUS_GTIDS_LOG_EVENT: _Scanner._h_previous_gtids,
+    E.MARIADB_GTID_EVENT: _Scanner._h_mariadb_gtid,
+    E.GTID_LIST_EVENT: _Scanner._h_gtid_list,
+    E.ROTATE_EVENT: _Scanner._h_rotate,
+    E.START_ENCRYPTION_EVENT: _Scanner._h_start_encryption,
+    E.FORMAT_DESCRIPTION_EVENT: _Scanner._h_nothing,  # decoded before the CRC check
+    E.START_EVENT_V3: _Scanner._h_nothing,
+}
