@@ -183,6 +183,7 @@ def plan_restore(
     load_index: IndexLoader,
     *,
     ambiguous: str = "exclude",
+    backup_id: str | None = None,
 ) -> Plan:
     """Plan a restore to ``target``; raises :class:`PlanRefused` with an actionable message."""
     if ambiguous not in AMBIGUOUS_POLICIES:
@@ -199,6 +200,12 @@ def plan_restore(
             "existing one with `binlog-shipper backup register`)",
             window,
         )
+    if backup_id is not None:
+        chosen = [b for b in backups if b.id == backup_id]
+        if not chosen:
+            known = ", ".join(b.id for b in backups) or "none"
+            raise PlanRefused("no_backup", f"backup {backup_id} is not registered (known: {known})")
+        backups = chosen
     r = _Resolver(rows, load_index, window, ambiguous)
     stop, stop_index, precision = r.resolve(target)
     backup = _choose_backup(backups, max(stop, r.alias or stop), window)

@@ -1,0 +1,243 @@
+"""``binlog-shipper restore plan|apply``: point-in-time restore from the archive."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from shipper.binlog.index import TransactionIndex
+from shipper.cli.common import add_config_args, load_config, print_json
+from shipper.config import Config
+from shipper.errors import ConfigError, StateError
+from shipper.keys import make_provider
+from shipper.manifest import Manifest
+from shipper.pipeline import objects
+from shipper.restore import store as restore_store
+from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
+from shipper.restore.model import ArchivedBinlog, BackupInfo, iso_us, parse_target
+from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore
+from shipper.restore.tools import Conn
+from shipper.storage import StorageBackend, open_backend
+
+TARGET_HELP = (
+    "'latest', a time with an offset (2026-11-24T10:41:07.250Z), a GTID set "
+    "(0-1-532 or uuid:1-77) or FILE:POS"
+)
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "restore",
+        help="plan or carry out a point-in-time restore",
+        description="Restore a database to any moment from a base backup and the archived "
+        "binlogs. `plan` prints what would be done; `apply` does it.",
+    )
+    rs = p.add_subparsers(dest="restore_command", metavar="ACTION")
+    rs.required = True
+
+    def common(q: argparse.ArgumentParser) -> None:
+        add_config_args(q)
+        q.add_argument("--to", required=True, metavar="TARGET", help=TARGET_HELP)
+        q.add_argument(
+            "--ambiguous",
+            choices=AMBIGUOUS_POLICIES,
+            default="exclude",
+            help="MariaDB stamps whole seconds: for a time inside a second that "
+            "holds several transactions, exclude (default: only what surely "
+            "committed by the target) or include them",
+        )
+        q.add_argument(
+            "--backup",
+            dest="backup_id",
+            metavar="ID",
+            help="use this base backup (default: the newest one that fits)",
+        )
+        q.add_argument(
+            "--from",
+            dest="source",
+            metavar="URL",
+            help="archive target to read (default: the first configured)",
+        )
+
+    plan = rs.add_parser("plan", help="print the restore plan")
+    common(plan)
+    plan.add_argument("--json", action="store_true", help="machine-readable plan")
+    plan.set_defaults(func=run_plan)
+
+    ap = rs.add_parser("apply", help="restore into a new datadir or an empty server")
+    common(ap)
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--datadir", type=Path, help="new (empty) datadir to build")
+    where.add_argument(
+        "--target-dsn",
+        metavar="DSN",
+        help="existing empty server: socket=PATH,user=U or host=H,port=P,user=U",
+    )
+    ap.add_argument(
+        "--replay",
+        choices=REPLAY_PATHS,
+        default="applier",
+        help="applier: the server's replication SQL thread (default, fast); "
+        "pipe: mariadb-binlog | mariadb",
+    )
+    ap.add_argument(
+        "--parallel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="parallel applier threads (applier replay; default 0: serial)",
+    )
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        help="scratch space and resume journal (default: STATE_DIR/restore)",
+    )
+    ap.add_argument(
+        "--backup-location",
+        type=Path,
+        help="local copy of a registered backup that has no archived object",
+    )
+    ap.add_argument("--json", action="store_true", help="print the plan and result as JSON")
+    ap.set_defaults(func=run_apply)
+
+
+def open_source(cfg: Config, source: str | None) -> StorageBackend:
+    urls = [t.url for t in cfg.targets]
+    url = source or urls[0]
+    target = next((t for t in cfg.targets if t.url == url), None)
+    if source and target is None:
+        raise ConfigError(f"--from {url}: not a configured target ({', '.join(urls)})")
+    return open_backend(url, target.options if target else {})
+
+
+def make_plan(
+    args: argparse.Namespace, cfg: Config, backend: StorageBackend, providers: list[Any]
+) -> Plan:
+    path = cfg.state_dir / "manifest.sqlite"
+    if not path.exists():
+        raise StateError(
+            f"no state manifest at {path}: restore reads the shipper's manifest "
+            "(run on the shipping host, or copy its state dir)"
+        )
+    with Manifest(path) as m:
+        rows = [ArchivedBinlog.from_row(r) for r in m.all()]
+        backups = [BackupInfo.from_row(b) for b in m.backups()]
+
+    def load_index(row: ArchivedBinlog) -> TransactionIndex:
+        if not row.object_key:
+            raise StateError(f"binlog {row.name} has no object key in the manifest")
+        data = restore_store.read_bytes(backend, objects.index_key(row.object_key), providers)
+        return TransactionIndex.from_bytes(data)
+
+    return plan_restore(
+        parse_target(args.to),
+        backups,
+        rows,
+        load_index,
+        ambiguous=args.ambiguous,
+        backup_id=args.backup_id,
+    )
+
+
+def describe(plan: Plan) -> str:
+    lines = [
+        f"target     {plan.target.kind} {plan.target.text}",
+        f"backup     {plan.backup.id} ({plan.backup.tool}) at {plan.backup.position}",
+        f"replay     {len(plan.steps)} binlog(s) from {plan.start} to {plan.stop}",
+    ]
+    for s in plan.steps:
+        lines.append(f"  {s.name}  {s.start}..{s.stop if s.stop is not None else 'end'}")
+    last = plan.last_transaction
+    if last is not None:
+        lines.append(f"restores to {iso_us(last.commit_us)} (transaction {last.gtid})")
+    lines.append(f"GTID set   {plan.gtid_set or '(none)'}")
+    lines.append(f"precision  {plan.precision.resolution}: {plan.precision.note}")
+    lines.extend(f"note       {n}" for n in plan.notes)
+    lines.append(f"window     {plan.window}")
+    return "\n".join(lines)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    backend = open_source(cfg, args.source)
+    providers = [make_provider(k) for k in cfg.keys]
+    plan = make_plan(args, cfg, backend, providers)
+    if args.json:
+        print_json(plan.to_dict())
+    else:
+        print(describe(plan))
+    return 0
+
+
+class _Bar:
+    """A rich progress bar per phase (bytes, rate, ETA); silent when stderr is no TTY."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:8}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(phase, total=total)
+        self.progress.update(self.tasks[phase], completed=done, total=total)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    backend = open_source(cfg, args.source)
+    providers = [make_provider(k) for k in cfg.keys]
+    plan = make_plan(args, cfg, backend, providers)
+    if not args.json:
+        print(describe(plan), flush=True)
+    bar = _Bar()
+    opts = ApplyOptions(
+        work_dir=args.work_dir or (cfg.state_dir / "restore"),
+        datadir=args.datadir.resolve() if args.datadir else None,
+        target=Conn.parse(args.target_dsn) if args.target_dsn else None,
+        replay=args.replay,
+        parallel=args.parallel,
+        backup_location=args.backup_location,
+        progress=bar,
+    )
+    with bar.progress:
+        result = Executor(plan, backend, providers, opts).run()
+    if args.json:
+        print_json(
+            {
+                "plan": plan.to_dict(),
+                "result": {
+                    "stop": f"{result.stop_file}:{result.stop_pos}",
+                    "replayed_bytes": result.replayed_bytes,
+                    "seconds": result.seconds,
+                },
+            }
+        )
+    else:
+        where = f"datadir {opts.datadir}" if opts.datadir else f"server {opts.target}"
+        print(
+            f"restored {where} to {plan.stop} (GTID {plan.gtid_set or '-'}); replayed "
+            f"{result.replayed_bytes} binlog bytes",
+            file=sys.stdout,
+        )
+    return 0

@@ -1,0 +1,129 @@
+"""A private mariadbd on the datadir being restored.
+
+It listens only on a socket in a short temporary directory (socket paths are
+limited to ~100 bytes), with networking off, so nothing can write to the
+database while it is being rebuilt. Its server id differs from every server
+in the replayed binlogs: the replication applier skips events carrying its
+own id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from shipper.errors import DatabaseError, RestoreError
+from shipper.restore.tools import Conn, check_call, find_tool, run_sql
+
+RELAY_BASENAME = "restore-relay-bin"
+
+
+class RestoreServer:
+    def __init__(
+        self, datadir: Path, *, server_id: int = 4_294_900_000, extra_args: Sequence[str] = ()
+    ) -> None:
+        self.datadir = Path(datadir).resolve()
+        self.server_id = server_id
+        self.extra_args = list(extra_args)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="bs-restore-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "mysqld.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "mysqld.err"
+
+    @property
+    def relay_index(self) -> Path:
+        return self.datadir / f"{RELAY_BASENAME}.index"
+
+    def relay_name(self, n: int) -> str:
+        return f"{RELAY_BASENAME}.{n:06d}"
+
+    @property
+    def conn(self) -> Conn:
+        return Conn(socket=str(self.socket))
+
+    def install(self) -> None:
+        """An empty system schema (for loading a dump)."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            find_tool("mariadb-install-db", "mysql_install_db"),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        check_call(cmd, what="mariadb-install-db", log=self.run_dir / "install.log")
+
+    def start(self, timeout: float = 120.0) -> None:
+        cmd = [
+            find_tool("mariadbd", "mysqld"),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            "--skip-networking",
+            f"--pid-file={self.run_dir / 'mysqld.pid'}",
+            f"--log-error={self.log_path}",
+            f"--server-id={self.server_id}",
+            "--skip-slave-start",
+            f"--relay-log={self.datadir / RELAY_BASENAME}",
+            f"--relay-log-index={self.relay_index}",
+            "--relay-log-purge=0",
+            "--innodb-buffer-pool-size=256M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--skip-name-resolve",
+            *self.extra_args,
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise RestoreError(
+                    f"mariadbd on {self.datadir} exited at start:\n{self._log_tail()}"
+                )
+            try:
+                run_sql(self.conn, "SELECT 1", timeout=10)
+                return
+            except DatabaseError:
+                time.sleep(0.2)
+        self.stop()
+        raise RestoreError(
+            f"mariadbd on {self.datadir} did not start in {timeout}s:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return "(no error log)"
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """Clean shutdown (InnoDB flushed), so the datadir is ready to be used as is."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)

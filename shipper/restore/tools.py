@@ -1,0 +1,155 @@
+"""Running the MariaDB/MySQL command-line tools (client, dump, backup, binlog).
+
+The restore package talks to servers only through these programs, never a
+driver: the same tools a DBA would run by hand, so every step can be
+reproduced from the log. Passwords go through a private ``--defaults-extra-file``,
+never the command line (where ``ps`` would show them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipper.errors import DatabaseError, RestoreError
+
+
+def find_tool(*names: str) -> str:
+    for name in names:
+        for d in ("", "/usr/sbin/", "/usr/bin/"):
+            path = shutil.which(d + name) if d else shutil.which(name)
+            if path:
+                return path
+    raise RestoreError(
+        f"{names[0]} not found on PATH: install it (Debian: mariadb-client, "
+        "mariadb-server, mariadb-backup)"
+    )
+
+
+@dataclass(frozen=True)
+class Conn:
+    """How the tools reach a server: a socket, or host + port."""
+
+    socket: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = ""
+
+    @classmethod
+    def parse(cls, dsn: str) -> Conn:
+        """``socket=/run/mysqld/mysqld.sock,user=root`` or ``host=db1,port=3307,user=x``."""
+        fields: dict[str, str] = {}
+        for part in dsn.split(","):
+            if not part.strip():
+                continue
+            k, sep, v = part.partition("=")
+            if not sep or k.strip() not in ("socket", "host", "port", "user", "password"):
+                raise RestoreError(
+                    f"--target-dsn {dsn!r}: expected comma-separated "
+                    "socket=,host=,port=,user=,password= fields"
+                )
+            fields[k.strip()] = v.strip()
+        return cls(
+            socket=fields.get("socket", ""),
+            host=fields.get("host", "127.0.0.1"),
+            port=int(fields.get("port", "3306")),
+            user=fields.get("user", "root"),
+            password=fields.get("password", ""),
+        )
+
+    def describe(self) -> str:
+        return f"socket {self.socket}" if self.socket else f"{self.host}:{self.port}"
+
+    @contextlib.contextmanager
+    def args(self) -> Iterator[list[str]]:
+        """Leading arguments for any MariaDB tool (the defaults file must come first)."""
+        with tempfile.TemporaryDirectory(prefix="binlog-shipper-cnf-") as d:
+            cnf = Path(d) / "client.cnf"
+            fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"[client]\nuser={self.user}\npassword={self.password}\n")
+            where = (
+                [f"--socket={self.socket}"]
+                if self.socket
+                else [f"--host={self.host}", f"--port={self.port}", "--protocol=TCP"]
+            )
+            yield [f"--defaults-extra-file={cnf}", *where]
+
+
+def run_sql(
+    conn: Conn, sql: str, *, database: str | None = None, timeout: float = 600
+) -> list[list[str]]:
+    """Run ``sql`` with the ``mariadb`` client; rows as lists of strings (tab-separated)."""
+    client = find_tool("mariadb", "mysql")
+    with conn.args() as a:
+        cmd = [client, *a, "--batch", "--skip-column-names", "--raw", "-e", sql]
+        if database:
+            cmd.append(database)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if res.returncode != 0:
+        raise DatabaseError(
+            f"query on {conn.describe()} failed: {sql[:200]!r}: {res.stderr.strip()[-1000:]}"
+        )
+    return [line.split("\t") for line in res.stdout.splitlines()]
+
+
+def run_sql_dicts(conn: Conn, sql: str, *, timeout: float = 600) -> list[dict[str, str]]:
+    """Like :func:`run_sql`, one dict per row keyed by column name."""
+    client = find_tool("mariadb", "mysql")
+    with conn.args() as a:
+        cmd = [client, *a, "--batch", "--raw", "-e", sql]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if res.returncode != 0:
+        raise DatabaseError(
+            f"query on {conn.describe()} failed: {sql[:200]!r}: {res.stderr.strip()[-1000:]}"
+        )
+    lines = res.stdout.splitlines()
+    if not lines:
+        return []
+    names = lines[0].split("\t")
+    return [dict(zip(names, line.split("\t"), strict=False)) for line in lines[1:]]
+
+
+def scalar(conn: Conn, sql: str) -> str | None:
+    rows = run_sql(conn, sql)
+    if not rows or not rows[0]:
+        return None
+    v = rows[0][0]
+    return None if v == "NULL" else v
+
+
+def check_call(
+    cmd: Sequence[str],
+    *,
+    what: str,
+    log: Path | None = None,
+    stdin: int | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Run ``cmd``; on failure raise RestoreError with the tail of its output."""
+    if log is not None:
+        with log.open("ab") as out:
+            rc = subprocess.run(
+                list(cmd),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=stdin,
+                timeout=timeout,
+                check=False,
+            ).returncode
+        tail = log.read_bytes()[-2000:].decode(errors="replace")
+    else:
+        res = subprocess.run(
+            list(cmd), capture_output=True, stdin=stdin, timeout=timeout, check=False
+        )
+        rc = res.returncode
+        tail = (res.stdout + res.stderr)[-2000:].decode(errors="replace")
+    if rc != 0:
+        raise RestoreError(f"{what} failed (exit {rc}): {' '.join(cmd[:3])} ...\n{tail}")

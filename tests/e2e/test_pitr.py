@@ -1,0 +1,302 @@
+"""The proof: point-in-time restores on a real MariaDB equal what the database held.
+
+A workload writes one transaction at a time and records, after each, the
+time, the GTID position and ``CHECKSUM TABLE`` of every table. Base backups
+(mariabackup and mysqldump) are taken in the middle; writing continues across
+more than 5 rotations; the shipper archives everything. Then, for random time
+targets, one right at a rotation, GTID and position targets and ``latest``,
+each restore into a fresh datadir must give the checksums recorded at the
+moment the plan says it restores to -- for both backup tools and both replay
+paths.
+
+MariaDB stamps whole seconds, so for a time target the test does not trust the
+plan's choice blindly: from its own clock readings around each transaction it
+checks the chosen boundary is one the 'exclude' policy allows, then compares
+checksums with that boundary's moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipper.cli import main as cli
+from shipper.pipeline.ship import Shipper
+from shipper.restore.model import iso_us
+from shipper.sandbox import SandboxServer
+from tests.helpers import load, write_config
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+
+TABLES = ("app.a", "app.b")
+
+
+@dataclass
+class Moment:
+    begin: float  # wall clock before the transaction started
+    after: float  # wall clock after COMMIT returned (and the checksum was taken)
+    gtid: str
+    checksums: dict[str, int]
+
+
+@dataclass
+class World:
+    server: SandboxServer
+    state: Path
+    moments: list[Moment] = field(default_factory=list)
+    rotations: list[tuple[float, str]] = field(default_factory=list)  # (when, closed file)
+    backups: dict[str, str] = field(default_factory=dict)  # tool -> backup id
+    backups_done: float = 0.0
+    restores: int = 0
+
+    def moment_for_gtid(self, gtid: str) -> int:
+        idx = [i for i, m in enumerate(self.moments) if m.gtid == gtid]
+        assert idx, f"plan GTID {gtid} is not a recorded moment"
+        return idx[-1]
+
+
+def checksums(server: SandboxServer) -> dict[str, int]:
+    rows = server.query(f"CHECKSUM TABLE {', '.join(TABLES)}")
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = cli(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def workload(
+    w: World,
+    steps: int,
+    rng: random.Random,
+    rotate_every: int,
+    quiet_after_first_rotation: bool = False,
+) -> None:
+    conn = w.server.connect()
+    with contextlib.closing(conn), conn.cursor() as cur:
+        for i in range(steps):
+            begin = time.time()
+            cur.execute("BEGIN")
+            table = rng.choice(TABLES)
+            op = rng.random()
+            if op < 0.6:
+                cur.executemany(
+                    f"INSERT INTO {table} (v, n) VALUES (%s, %s)",
+                    [
+                        (rng.randbytes(40).hex(), rng.randint(0, 10**6))
+                        for _ in range(rng.randint(1, 20))
+                    ],
+                )
+            elif op < 0.85:
+                cur.execute(
+                    f"UPDATE {table} SET n = n + 1, v = %s WHERE id %% 7 = %s",
+                    (rng.randbytes(8).hex(), rng.randint(0, 6)),
+                )
+            else:
+                cur.execute(
+                    f"DELETE FROM {table} WHERE id %% 13 = %s LIMIT 3", (rng.randint(0, 12),)
+                )
+            cur.execute("COMMIT")
+            cur.execute("SELECT @@gtid_binlog_pos")
+            gtid = str(cur.fetchone()[0])
+            cur.execute(f"CHECKSUM TABLE {', '.join(TABLES)}")
+            sums = {str(r[0]): int(r[1]) for r in cur.fetchall()}
+            w.moments.append(Moment(begin, time.time(), gtid, sums))
+            if rotate_every and i % rotate_every == rotate_every - 1:
+                cur.execute("SHOW MASTER STATUS")
+                closed = str(cur.fetchone()[0])
+                cur.execute("FLUSH BINARY LOGS")
+                w.rotations.append((time.time(), closed))
+                if quiet_after_first_rotation and i == rotate_every - 1:
+                    time.sleep(1.2)  # a clean second boundary right after this rotation
+            time.sleep(rng.choice((0.0, 0.01, 0.03, 0.08)))
+
+
+@pytest.fixture(scope="module")
+def world(
+    mariadb_factory: Callable[..., SandboxServer], tmp_path_factory: pytest.TempPathFactory
+) -> World:
+    server = mariadb_factory(server_id=21)
+    state = tmp_path_factory.mktemp("pitr") / "state"
+    write_config(state, server, tenant="pitr")
+    server.execute(*(f"CREATE DATABASE IF NOT EXISTS {t.split('.')[0]}" for t in TABLES))
+    for t in TABLES:
+        server.execute(
+            f"CREATE TABLE {t} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "v VARCHAR(200), n INT) ENGINE=InnoDB"
+        )
+    w = World(server, state)
+    rng = random.Random(20261124)
+    workload(w, 60, rng, rotate_every=25)
+    for tool in ("mariabackup", "mysqldump"):
+        rc = cli(["backup", "take", "--tool", tool, "--state-dir", str(state), "--json"])
+        assert rc == 0
+        workload(w, 10, rng, rotate_every=0)
+    w.backups_done = time.time()
+    workload(w, 180, rng, rotate_every=30, quiet_after_first_rotation=True)  # 6 rotations
+    server.flush_binary_logs()
+    shipper = Shipper(load(state / "config.toml"))
+    try:
+        res = shipper.run_once()
+    finally:
+        shipper.close()
+    assert res.ok, res
+    from shipper.manifest import Manifest
+
+    with Manifest(state / "manifest.sqlite") as m:
+        for b in m.backups():
+            w.backups[b["tool"]] = b["id"]
+    assert set(w.backups) == {"mariabackup", "mysqldump"}
+    return w
+
+
+def plan_json(
+    w: World, target: str, capsys: pytest.CaptureFixture[str], backup: str | None = None
+) -> dict[str, Any]:
+    args = ["restore", "plan", "--to", target, "--state-dir", str(w.state), "--json"]
+    if backup:
+        args += ["--backup", w.backups[backup]]
+    rc, out, err = run_cli(args, capsys)
+    assert rc == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def restore(
+    w: World, target: str, tool: str, replay: str, tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Restore to ``target`` from ``tool``'s backup; the plan and the restored checksums."""
+    w.restores += 1
+    base = tmp / f"r{w.restores}"
+    args = [
+        "restore",
+        "apply",
+        "--to",
+        target,
+        "--state-dir",
+        str(w.state),
+        "--backup",
+        w.backups[tool],
+        "--datadir",
+        str(base / "data"),
+        "--replay",
+        replay,
+        "--work-dir",
+        str(base / "work"),
+        "--json",
+    ]
+    rc, out, err = run_cli(args, capsys)
+    assert rc == 0, err
+    doc = json.loads(out)
+    restored = SandboxServer(base_dir=base, server_id=99)
+    restored.start()
+    try:
+        return doc["plan"], checksums(restored)
+    finally:
+        restored.stop()
+
+
+def check_time_boundary(w: World, plan: dict[str, Any], t: float) -> int:
+    """The moment a time plan restores to, checked against the policy 'exclude'."""
+    k = w.moment_for_gtid(plan["gtid_position"])
+    sec = int(t)
+    # Transaction k is applied: its stamp (somewhere in [begin, after]) may precede the
+    # target's second. Transaction k+1 is not: its stamp may fall in that second or later.
+    assert int(w.moments[k].begin) < sec, (k, plan)
+    if k + 1 < len(w.moments):
+        assert int(w.moments[k + 1].after) >= sec, (k, plan)
+    return k
+
+
+def test_time_targets_mariabackup_applier(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = world
+    rng = random.Random(7)
+    first = next(i for i, m in enumerate(w.moments) if m.begin > w.backups_done)
+    span = (w.moments[first].after, w.moments[-1].begin)
+    times = sorted(rng.uniform(*span) for _ in range(5))
+    # ... and one right at a rotation: the first whole second after it, in the quiet
+    # second the workload left there, restores exactly the rotated binlog's end.
+    rotated_at, closed = next(r for r in w.rotations if r[0] > w.backups_done)
+    times.append(float(int(rotated_at) + 1))
+    seen_shared_second = False
+    for t in times:
+        target = iso_us(int(t * 1_000_000))
+        plan, sums = restore(w, target, "mariabackup", "applier", tmp_path, capsys)
+        k = check_time_boundary(w, plan, t)
+        assert sums == w.moments[k].checksums, (target, plan)
+        if t == times[-1]:
+            assert plan["stop"]["file"] == closed and w.moments[k].after < rotated_at
+            assert w.moments[k + 1].begin > rotated_at
+        prec = plan["precision"]
+        assert prec["resolution"] == "second" and prec["policy"] == "exclude"
+        if prec["same_second"]:
+            seen_shared_second = True
+            assert prec["included"] == 0 and "exclude" in prec["note"]
+    assert seen_shared_second, "no target fell in a second holding several transactions"
+
+
+def test_gtid_and_latest_mariabackup_applier(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = world
+    k = len(w.moments) - 40
+    plan, sums = restore(w, w.moments[k].gtid, "mariabackup", "applier", tmp_path, capsys)
+    assert plan["gtid_position"] == w.moments[k].gtid
+    assert sums == w.moments[k].checksums
+    plan, sums = restore(w, "latest", "mariabackup", "applier", tmp_path, capsys)
+    assert plan["gtid_position"] == w.moments[-1].gtid
+    assert sums == w.moments[-1].checksums
+
+
+def test_mysqldump_pipe(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    w = world
+    t = w.moments[-70].after + 0.5
+    plan, sums = restore(w, iso_us(int(t * 1_000_000)), "mysqldump", "pipe", tmp_path, capsys)
+    assert sums == w.moments[check_time_boundary(w, plan, t)].checksums
+    k = len(w.moments) - 25
+    plan, sums = restore(w, w.moments[k].gtid, "mysqldump", "pipe", tmp_path, capsys)
+    assert plan["gtid_position"] == w.moments[k].gtid and sums == w.moments[k].checksums
+    plan, sums = restore(w, "latest", "mysqldump", "pipe", tmp_path, capsys)
+    assert sums == w.moments[-1].checksums
+
+
+def test_mariabackup_pipe_and_mysqldump_applier(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = world
+    t = w.moments[-100].after + 0.3
+    plan, sums = restore(w, iso_us(int(t * 1_000_000)), "mariabackup", "pipe", tmp_path, capsys)
+    assert sums == w.moments[check_time_boundary(w, plan, t)].checksums
+    # A FILE:POS target, exact: the end of the transaction a GTID plan stops after.
+    k = len(w.moments) - 55
+    stop = plan_json(w, w.moments[k].gtid, capsys)["stop"]
+    plan, sums = restore(
+        w, f"{stop['file']}:{stop['position']}", "mysqldump", "applier", tmp_path, capsys
+    )
+    assert plan["gtid_position"] == w.moments[k].gtid and sums == w.moments[k].checksums
+
+
+def test_refusals(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    w = world
+    base = ["restore", "plan", "--state-dir", str(w.state), "--to"]
+    before = iso_us(int((w.moments[0].begin - 3600) * 1_000_000))
+    rc, _, err = run_cli([*base, before], capsys)
+    assert rc == 12 and "before" in err and "recoverable window" in err
+    after = iso_us(int((time.time() + 3600) * 1_000_000))
+    rc, _, err = run_cli([*base, after], capsys)
+    assert rc == 12 and "after the newest archived event" in err and "recoverable window" in err
+    rc, _, err = run_cli([*base, "2026-11-24T10:41:07"], capsys)
+    assert rc == 12 and "no UTC offset" in err
+    rc, _, err = run_cli([*base, "0-21-999999"], capsys)
+    assert rc == 12 and "not in the archive" in err
