@@ -91,8 +91,10 @@ _HOT = frozenset(
         E.MARIADB_GTID_EVENT,
     }
 )
-#: type code -> 1 passive (fast path), 2 hot body, 0 general path
-_FAST_KIND = [1 if t in _PASSIVE else 2 if t in _HOT else 0 for t in range(256)]
+#: type code -> 1 passive (fast path), 2 hot body, 3 XID (inline), 0 general path
+_FAST_KIND = [
+    1 if t in _PASSIVE else 3 if t == E.XID_EVENT else 2 if t in _HOT else 0 for t in range(256)
+]
 _ALL_GENERAL = [0] * 256
 
 _BODY_ERRORS = (B.BodyError, struct.error, IndexError, ValueError, OverflowError)
@@ -198,6 +200,10 @@ class _Scanner:
         handlers = _HANDLERS
         kind = _ALL_GENERAL  # until the first format description is read
         crc_len, min_size, hl = self.crc_len, self.min_size, E.HEADER_LEN
+        index = self.index
+        ap_start, ap_end, ap_commit = index._start.append, index._end.append, index._commit.append
+        ap_src, ap_seq = index._src.append, index._seq.append
+        idle = True  # no transaction open (mirrors self.mode == _NONE)
         count = 0
         last_ts = 0
         last_type = -1
@@ -213,7 +219,7 @@ class _Scanner:
                 break
             ts, typ, size = unpack(buf, pos)
             end = pos + size
-            if end > avail or size < min_size or size > MAX_EVENT_SIZE:
+            if end > avail or size < min_size:
                 if size < min_size or size > MAX_EVENT_SIZE:
                     if self.crc_error_at is not None:
                         break  # lengths past a CRC mismatch are not to be trusted
@@ -240,6 +246,7 @@ class _Scanner:
                 general(memoryview(prefix), 0, size, abs_pos, crc_ok)
                 crc_len, min_size, hl = self.crc_len, self.min_size, self.header_len
                 kind = self._kinds()
+                idle = self.mode == _NONE
                 continue
             count += 1
             if ts:
@@ -249,8 +256,26 @@ class _Scanner:
             if k == 1:
                 if crc_len and crc32(mv[pos:end]) != residue and self.crc_error_at is None:
                     self.crc_error_at = self.base + pos
-                if self.mode == _NONE and self.prelude < 0:
+                if idle and self.prelude < 0:
                     self.prelude = self.base + pos
+            elif k == 3:
+                # XID: commits the open transaction (inline: the commonest closing event)
+                if crc_len and crc32(mv[pos:end]) != residue:
+                    if self.crc_error_at is None:
+                        self.crc_error_at = self.base + pos
+                elif not idle:
+                    abs_end = self.base + end
+                    start = self.trx_start
+                    ap_start(start if start >= 0 else abs_end)
+                    ap_end(abs_end)
+                    commit = self.trx_commit_us
+                    ap_commit(commit if commit >= 0 else ts * 1_000_000)
+                    ap_src(self.trx_src)
+                    ap_seq(self.trx_seq)
+                    self.mode = _NONE
+                    self.trx_start = -1
+                    self.prelude = -1
+                    idle = True
             elif k == 2:
                 abs_pos = self.base + pos
                 if crc_len and crc32(mv[pos:end]) != residue:
@@ -263,10 +288,12 @@ class _Scanner:
                         )
                     except _BODY_ERRORS as e:
                         raise self._err(abs_pos, f"{E.event_name(typ)} event: {e}") from None
+                    idle = self.mode == _NONE
             else:
                 general(mv, pos, size, self.base + pos, None)
                 crc_len, min_size, hl = self.crc_len, self.min_size, self.header_len
                 kind = self._kinds()
+                idle = self.mode == _NONE
             pos = end
         self.event_count = count
         self.last_ts = last_ts
@@ -546,8 +573,13 @@ class _Scanner:
         src = self.mdb_sources.get(key)
         if src is None:
             src = self.mdb_sources[key] = self.index.source_id(f"{domain}-{sid}")
-        mode = _STANDALONE if flags2 & B.MARIADB_FL_STANDALONE else _IN_TRX
-        self._begin_gtid_trx(abs_pos, mode, src, seq, -1)
+        # (inline _begin_gtid_trx)
+        self.mode = _STANDALONE if flags2 & B.MARIADB_FL_STANDALONE else _IN_TRX
+        self.trx_start = abs_pos
+        self.prelude = -1
+        self.trx_src = src
+        self.trx_seq = seq
+        self.trx_commit_us = -1
         if key != self.mdb_last_key:  # re-insert: most recent last
             self.mdb_added.pop(key, None)
             self.mdb_last_key = key
