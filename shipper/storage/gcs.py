@@ -4,15 +4,15 @@ Writes never overwrite: every upload carries ``ifGenerationMatch=0`` ("only if
 no live object has this name"), which GCS checks when the object is finalized.
 Objects up to ``resumable_threshold`` (at most 8 MiB, the library's own
 single-request limit) go up in one request; larger ones use a resumable upload
-that sends ``chunk_size`` bytes at a time, so memory stays bounded. A resumable
-upload only creates the object when its last chunk arrives: if the source
-fails midway the session is cancelled and nothing is created.
+that reads and sends ``chunk_size`` bytes at a time (default 100 MiB, the
+library's own default), so memory stays bounded by one chunk.
+A resumable upload only creates the object when its last chunk arrives: if the
+source fails midway, nothing is created (the abandoned session expires).
 
 CRC32C is computed locally while streaming; the library sends it / checks it
 against the server's, and ``put`` compares size and CRC32C again with what GCS
 reports (``IntegrityError`` on mismatch, after deleting exactly that
-generation). GCS keeps no SHA-256, so ``stat`` reports ``sha256=None``;
-``put`` returns the locally computed one once the server's CRC32C agreed.
+generation). GCS keeps no SHA-256, so ``ObjectInfo.sha256`` is ``None``.
 
 ``STORAGE_EMULATOR_HOST`` (fake-gcs-server) is honoured with anonymous
 credentials.
@@ -21,7 +21,6 @@ credentials.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import logging
 import os
@@ -56,7 +55,7 @@ class GCSBackend:
         *,
         client: Any = None,
         project: str | None = None,
-        chunk_size: int = 16 * MiB,
+        chunk_size: int = 100 * MiB,  # google-cloud-storage's own default
         resumable_threshold: int = SINGLE_REQUEST_MAX,
     ) -> None:
         if not bucket:
@@ -95,19 +94,13 @@ class GCSBackend:
         metadata: Mapping[str, str],
         if_none_match: bool = True,
     ) -> ObjectInfo:
-        import google_crc32c
-
-        blob = self.bucket.blob(self._name(key))
+        blob = self.bucket.blob(self._name(key), chunk_size=self.chunk_size)
         blob.metadata = {k: str(v) for k, v in metadata.items()}
         cond: dict[str, Any] = {"if_generation_match": 0} if if_none_match else {}
-        crc = google_crc32c.Checksum()
-        sha = hashlib.sha256()
         if size <= self.resumable_threshold:
-            data = source.read(size + 1)  # bounded by resumable_threshold (<= 8 MiB)
-            if len(data) != size:
-                raise StorageError(f"{self.url}/{key}: declared size {size} but read {len(data)}+")
-            crc.update(data)
-            sha.update(data)
+            reader = _Exact(source, size, self.url, key)
+            data = reader.read(size)  # bounded by resumable_threshold (<= 8 MiB)
+            reader.read(1)  # raises unless the source ends exactly here
             self._sdk(
                 key,
                 "write",
@@ -124,15 +117,31 @@ class GCSBackend:
                 # ifGenerationMatch=0, which GCS checks at finalize (fake-gcs-server
                 # before PR #2260 ignores it on resumable uploads: issue #1967).
                 raise PreconditionFailed(f"{self.url}/{key} already exists")
-            self._put_resumable(key, blob, source, size, cond, crc, sha)
-        local_crc = base64.b64encode(crc.digest()).decode()
+            reader = _Exact(source, size, self.url, key)
+            try:
+                # The library reads chunk_size at a time from `reader` and sends
+                # each chunk; the object appears only when the last one lands. If
+                # the source fails the session is abandoned and never becomes an
+                # object (GCS expires it after a week).
+                blob.upload_from_file(
+                    reader,
+                    size=size if size > SINGLE_REQUEST_MAX else None,
+                    content_type=_CONTENT_TYPE,
+                    checksum="crc32c",
+                    **cond,
+                )
+            except Exception as e:
+                if e is reader.error:
+                    raise  # the source's own failure (or a size mismatch), unchanged
+                raise self._error(e, key, "write") from e
+        local_crc = base64.b64encode(reader.crc.digest()).decode()
         if blob.size != size or blob.crc32c != local_crc:
             self._discard(key, blob)
             raise IntegrityError(
                 f"{self.url}/{key}: GCS stored {blob.size} bytes crc32c {blob.crc32c}, "
                 f"sent {size} bytes crc32c {local_crc}"
             )
-        return self._info(key, blob, sha256=sha.hexdigest())
+        return self._info(key, blob)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         blob = self.bucket.blob(self._name(key))
@@ -172,49 +181,6 @@ class GCSBackend:
             raise self._error(e, key, "delete") from e
 
     # ------------------------------------------------------------------ uploads
-
-    def _put_resumable(
-        self,
-        key: str,
-        blob: Any,
-        source: BinaryIO,
-        size: int,
-        cond: dict[str, Any],
-        crc: Any,
-        sha: Any,
-    ) -> None:
-        writer = blob.open(
-            "wb",
-            chunk_size=self.chunk_size,
-            content_type=_CONTENT_TYPE,
-            checksum="crc32c",
-            ignore_flush=True,
-            **cond,
-        )
-        try:
-            sent = 0
-            # source errors propagate unchanged; SDK errors are mapped by _sdk
-            while chunk := source.read(self.chunk_size):
-                crc.update(chunk)
-                sha.update(chunk)
-                self._sdk(key, "write", writer.write, chunk)
-                sent += len(chunk)
-                if sent > size:
-                    break
-            if sent != size:
-                raise StorageError(f"{self.url}/{key}: declared size {size} but read {sent}+")
-            self._sdk(key, "write", writer.close)  # the last chunk: only now the object exists
-        except BaseException:
-            # Cancel the session so nothing is finalized; the original error matters more.
-            try:
-                writer.terminate()
-            except Exception as e:
-                log.warning(
-                    "could not cancel resumable upload",
-                    extra={"url": f"{self.url}/{key}", "error": str(e)},
-                )
-            raise
-        self._sdk(key, "verify", blob.reload)
 
     def _sdk(self, key: str, action: str, fn: Any, *args: Any, **kw: Any) -> Any:
         """Call the SDK, mapping its errors (and only its errors) to ours."""
@@ -276,6 +242,53 @@ class GCSBackend:
             return bool(self.bucket.exists())
         except Exception:
             return True  # cannot tell: do not claim the bucket is missing
+
+
+class _Exact:
+    """Reads ``source`` for the upload: exactly ``size`` bytes, CRC32C on the way.
+
+    A source that ends early or has bytes left over raises StorageError rather
+    than letting the upload finalize a truncated object. Whatever it raises is
+    kept in ``error`` so ``put`` can tell the source's failures from the SDK's.
+    """
+
+    def __init__(self, source: BinaryIO, size: int, url: str, key: str) -> None:
+        import google_crc32c
+
+        self.source, self.size, self.where = source, size, f"{url}/{key}"
+        self.pos = 0
+        self.crc = google_crc32c.Checksum()
+        self.error: BaseException | None = None
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            if self.pos >= self.size:
+                if self.source.read(1):
+                    raise StorageError(
+                        f"{self.where}: source is longer than its declared size {self.size}"
+                    )
+                return b""
+            want = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+            chunks = []
+            while want > 0:
+                b = self.source.read(want)
+                if not b:
+                    raise StorageError(
+                        f"{self.where}: declared size {self.size} but the source "
+                        f"ended after {self.pos} bytes"
+                    )
+                chunks.append(b)
+                self.pos += len(b)
+                want -= len(b)
+            data = b"".join(chunks)
+        except BaseException as e:
+            self.error = e
+            raise
+        self.crc.update(data)
+        return data
 
 
 def _make_client(project: str | None) -> Any:

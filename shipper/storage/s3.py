@@ -10,9 +10,17 @@ armed the moment the upload is created: any failure -- the source raising, a
 part rejected, the precondition -- aborts it, so no orphaned parts stay behind
 to be billed.
 
-``put`` returns the checksum S3 reported and raises ``IntegrityError`` when it
-differs from the one computed locally. ``list`` does not fetch user metadata
-(S3 would need one HEAD per object); use ``stat`` for that.
+``put`` compares the checksum S3 reports (the object's SHA-256, or for a
+multipart upload the composite SHA-256 of the part checksums, "<b64>-N") with
+the one computed locally and raises ``IntegrityError`` when they differ.
+``ObjectInfo.sha256`` is the whole object's SHA-256 when S3 keeps one (single
+PUT); a multipart object has only the composite, so it is ``None`` there, from
+``put`` and ``stat`` alike. ``list`` does not fetch user metadata (S3 would
+need one HEAD per object); use ``stat`` for that.
+
+Memory: a single PUT holds at most ``multipart_threshold`` bytes (S3 needs the
+checksum before the body); a multipart upload at most
+``(max_concurrency + 1) * part_size``.
 """
 
 from __future__ import annotations
@@ -72,9 +80,9 @@ class S3Backend:
         client: Any = None,
         region: str | None = None,
         endpoint_url: str | None = None,
-        multipart_threshold: int = 64 * MiB,
-        part_size: int = 16 * MiB,
-        max_concurrency: int = 4,
+        multipart_threshold: int = 16 * MiB,
+        part_size: int = 8 * MiB,
+        max_concurrency: int = 8,
         sse_kms_key_id: str | None = None,
         object_lock_mode: str | None = None,
         object_lock_days: int | None = None,
@@ -272,8 +280,7 @@ class S3Backend:
             raise self._error(e, key, "write") from e
         # From here on every exit that is not a completed upload aborts it.
         try:
-            whole = hashlib.sha256()
-            parts, read = self._send_parts(key, name, upload_id, source, part_size, whole)
+            parts, read = self._send_parts(key, name, upload_id, source, part_size)
             if read != size:
                 raise StorageError(f"{self.url}/{key}: declared size {size} but read {read}")
             complete: dict[str, Any] = {}
@@ -309,12 +316,10 @@ class S3Backend:
                     f"{self.url}/{key}: S3 reports {h['ContentLength']} bytes, sent {size}"
                 )
         _compare(self.url, key, "composite SHA-256", reported, f"{_b64(composite)}-{len(parts)}")
-        return ObjectInfo(
-            key=key, size=size, metadata=meta, version=_version(r), sha256=whole.hexdigest()
-        )
+        return ObjectInfo(key=key, size=size, metadata=meta, version=_version(r), sha256=None)
 
     def _send_parts(
-        self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int, whole: Any
+        self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int
     ) -> tuple[list[dict[str, Any]], int]:
         """Read ``source`` part by part and upload with at most max_concurrency in flight."""
         done: dict[int, dict[str, Any]] = {}
@@ -348,7 +353,6 @@ class S3Backend:
                         break
                     number += 1
                     read += len(data)
-                    whole.update(data)
                     pending.add(pool.submit(send, number, data))
                     del data
                     if len(pending) >= self.max_concurrency:
