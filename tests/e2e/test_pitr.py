@@ -300,3 +300,44 @@ def test_refusals(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 12 and "no UTC offset" in err
     rc, _, err = run_cli([*base, "0-21-999999"], capsys)
     assert rc == 12 and "not in the archive" in err
+
+
+def test_backup_list_register_and_plan_text(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = world
+    rc, out, _ = run_cli(["backup", "list", "--state-dir", str(w.state), "--json"], capsys)
+    rows = json.loads(out)
+    assert rc == 0 and {r["tool"] for r in rows} == {"mariabackup", "mysqldump"}
+    for r in rows:
+        assert r["object_key"].startswith("pitr/mysql/21/backups/") and r["gtid_set"]
+    rc, out, _ = run_cli(["backup", "list", "--state-dir", str(w.state)], capsys)
+    assert rc == 0 and all(r["id"] in out for r in rows)
+    # An external backup, registered from its xtrabackup_binlog_info, in another state dir.
+    other = tmp_path / "other"
+    write_config(other, w.server)
+    info = tmp_path / "xtrabackup_binlog_info"
+    info.write_text("mysql-bin.000004\t1234\t0-21-90\n")
+    rc, out, err = run_cli(
+        [
+            "backup",
+            "register",
+            str(info),
+            "--state-dir",
+            str(other),
+            "--id",
+            "ext1",
+            "--consistent-at",
+            "2026-11-24T01:00:00Z",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    assert "registered backup ext1 (mariabackup) at mysql-bin.000004:1234" in out
+    rc, out, _ = run_cli(["backup", "list", "--state-dir", str(other), "--json"], capsys)
+    (row,) = json.loads(out)
+    assert (row["id"], row["binlog_pos"], row["gtid_set"]) == ("ext1", 1234, "0-21-90")
+    # The human plan names the backup, each binlog and the precision.
+    rc, out, _ = run_cli(["restore", "plan", "--to", "latest", "--state-dir", str(w.state)], capsys)
+    assert rc == 0 and "backup     " in out and "precision  transaction" in out
+    assert "window     " in out
