@@ -69,7 +69,12 @@ class SandboxServer:
     def log_path(self) -> Path:
         return self.base_dir / "mysqld.err"
 
+    @property
+    def tmpdir(self) -> Path:
+        return self.base_dir / "tmp"
+
     def install(self) -> None:
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.binlog_dir.mkdir(parents=True, exist_ok=True)
         if (self.datadir / "mysql").exists():
@@ -80,6 +85,7 @@ class SandboxServer:
             f"--datadir={self.datadir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            f"--tmpdir={self.tmpdir}",  # a private tmpdir: concurrent bootstraps collide in /tmp
         ]
         if os.geteuid() == 0:
             cmd.append("--user=root")
@@ -101,6 +107,7 @@ class SandboxServer:
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
             f"--pid-file={self.base_dir / 'mysqld.pid'}",
+            f"--tmpdir={self.tmpdir}",
             f"--log-error={self.log_path}",
             f"--log-bin={self.binlog_dir / self.binlog_basename}",
             "--binlog-format=ROW",

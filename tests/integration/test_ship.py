@@ -313,3 +313,28 @@ def test_warns_when_unarchived_binlog_is_near_expiry(server: SandboxServer, tmp_
         shipper.close()
     finally:
         server.execute("SET GLOBAL binlog_expire_logs_seconds = 0")
+
+
+def test_prefix_verification_authenticates_the_first_chunk(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    """verify = "prefix" proves an object decryptable from a ranged read of its head."""
+    from dataclasses import replace
+
+    from shipper.errors import IntegrityError
+
+    state = tmp_path / "state"
+    cfg = replace(load(write_config(state, server)), verify="prefix")
+    shipper = Shipper(cfg)
+    assert shipper.run_once().ok
+    backend = FileBackend(state / "archive")
+    key = archived(state)[closed_binlogs(server)[0]]
+    shipper._verify_prefix(backend, key, backend.stat(key).size)
+    path = state / "archive" / key
+    data = bytearray(path.read_bytes())
+    header_size = len(data) - 200 if len(data) < 600 else 600
+    data[header_size] ^= 0x10  # inside chunk 0 (or the header): must not verify
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        shipper._verify_prefix(backend, key, len(data))
+    shipper.close()
