@@ -164,8 +164,14 @@ class _Scanner:
         """Fill buf[start:] from the stream; returns bytes read (0 at EOF)."""
         got = 0
         end = len(self.buf)
+        readinto = getattr(self.f, "readinto", None)
         while start + got < end:
-            n = self.f.readinto(self.mv[start + got : end])  # type: ignore[attr-defined]
+            if readinto is not None:
+                n = readinto(self.mv[start + got : end])
+            else:  # a stream with read() only
+                chunk = self.f.read(end - start - got)
+                n = len(chunk)
+                self.mv[start + got : start + got + n] = chunk
             if not n:
                 self.eof = True
                 break

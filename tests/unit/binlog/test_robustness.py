@@ -191,3 +191,16 @@ def test_fde_crc_is_verified_with_the_in_use_flag_cleared(tmp_path: Path) -> Non
     assert info.in_use and info.crc_error_at is None
     blob[4 + 18] ^= 0x40  # any other header bit does count
     assert scan_bytes(bytes(blob)).crc_error_at == 4
+
+
+def test_stream_with_only_read() -> None:
+    class ReadOnly:
+        def __init__(self, data: bytes) -> None:
+            self.src = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            return self.src.read(min(n, 1000))
+
+    name = SAMPLES[0]
+    info = scan_stream(ReadOnly(DATA[name]), name=name)  # type: ignore[arg-type]
+    assert info == read_events(BINLOGS / name)[0]
