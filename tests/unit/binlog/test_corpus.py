@@ -95,3 +95,28 @@ def test_verdicts_of_the_corpus_are_what_we_expect() -> None:
 def test_fast_path_equals_general_path(row: dict[str, str]) -> None:
     """Without a per-event callback most events skip the general path: same answer."""
     assert scan_file(path_of(row)) == read_events(path_of(row))[0]
+
+
+START_TYPES = {33, 34, 42, 162, 2, 5, 13, 14, 17, 40}  # GTIDs, BEGIN/statement, context events
+END_TYPES = {16, 2, 38, 40, 18}  # XID, COMMIT/DDL/statement, XA_PREPARE, payload, LOAD DATA
+
+
+@pytest.mark.parametrize("row", ROWS, ids=NAMES)
+def test_transactions_start_and_end_on_the_right_events(row: dict[str, str]) -> None:
+    path = path_of(row)
+    if path.name in FORMAT_ERROR:
+        return
+    info, events = read_events(path)
+    at = {e.pos: e for e in events}
+    ending = {e.end_pos: e for e in events}
+    for t in info.index:
+        assert at[t.start].type_code in START_TYPES, t
+        assert ending[t.end].type_code in END_TYPES, t
+        # commit time: the closing event's header seconds, or finer (MySQL 8 GTID)
+        if t.commit_us % 1_000_000 == 0:
+            assert t.commit_us // 1_000_000 in {e.timestamp for e in events}
+    if info.gtid_flavor == "mysql" and info.gtid_added:
+        added = info.gtid_set_end() - info.gtid_set_previous()
+        assert sum(1 for t in info.index if t.gtid) == added.count()  # type: ignore[union-attr]
+    if info.gtid_flavor == "mariadb":
+        assert all(t.gtid for t in info.index)

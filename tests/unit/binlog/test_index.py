@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper.binlog import TransactionIndex, scan_file
+from shipper.binlog import TransactionIndex, read_events, scan_file
 from shipper.errors import BinlogFormatError
 
 from .corpus import BINLOGS, FORMAT_ERROR, NAMES
@@ -87,3 +87,14 @@ def test_damaged_index_bytes_raise_format_error_only(junk: bytes, at: int, x: in
             blob[at] ^= x
         with contextlib.suppress(BinlogFormatError):
             TransactionIndex.from_bytes(bytes(blob))
+
+
+def test_mysql8_immediate_commit_timestamps() -> None:
+    info, events = read_events(BINLOGS / "apecloud__mysql-bin.000057")
+    gtid_ts = {e.pos: e.timestamp for e in events if e.type_code == 33}
+    assert info.transactions == 3
+    for t in info.index:
+        assert t.gtid is not None and t.gtid.startswith("76f3e7be-6720-11ed-9cad-0242ac110002:")
+        # microseconds, within a few seconds of the GTID event's header time
+        assert abs(t.commit_us / 1e6 - gtid_ts[t.start]) < 5
+    assert any(t.commit_us % 1_000_000 for t in info.index)
