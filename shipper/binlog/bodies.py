@@ -304,3 +304,77 @@ def decode_rotate(buf: Buffer, start: int, end: int) -> tuple[int, str]:
         raise BodyError("rotate event too short")
     (position,) = _U64.unpack_from(buf, start)
     return int(position), bytes(buf[start + 8 : end]).decode("utf-8", "replace")
+
+
+def _net_field_length(buf: Buffer, p: int, end: int) -> tuple[int, int]:
+    """MySQL's length-encoded integer -> (value, next position)."""
+    if p >= end:
+        raise BodyError("length-encoded integer cut off")
+    b = buf[p]
+    if b < 251:
+        return b, p + 1
+    width = {252: 2, 253: 3, 254: 8}.get(b)
+    if width is None or p + 1 + width > end:
+        raise BodyError("bad length-encoded integer")
+    return int.from_bytes(buf[p + 1 : p + 1 + width], "little"), p + 1 + width
+
+
+@dataclass(frozen=True)
+class TransactionPayload:
+    """A MySQL 8 TRANSACTION_PAYLOAD_EVENT: a whole transaction, compressed."""
+
+    compression: int  # 0 zstd, 255 none
+    payload_size: int
+    uncompressed_size: int
+    #: (type code, size) of each inner event (they carry no checksum of their own)
+    inner: tuple[tuple[int, int], ...]
+
+
+#: refuse to inflate a payload beyond this (the server caps transactions far lower)
+MAX_PAYLOAD_UNCOMPRESSED = 1 << 30
+
+
+def decode_transaction_payload(buf: Buffer, start: int, end: int) -> TransactionPayload:
+    """Decode the header fields and frame the inner events (zstd via ``zstandard``).
+
+    Not used by the scan loop (it only needs the payload's boundary); for
+    tools that want the inner events.
+    """
+    fields: dict[int, int] = {}
+    p = start
+    while True:
+        ftype, p = _net_field_length(buf, p, end)
+        if ftype == 0:  # end mark
+            break
+        flen, p = _net_field_length(buf, p, end)
+        if p + flen > end:
+            raise BodyError("payload header field cut off")
+        value, _ = _net_field_length(buf, p, p + flen)
+        fields[ftype] = value
+        p += flen
+    compression = fields.get(2, 255)
+    size = fields.get(1, end - p)
+    usize = fields.get(3, size)
+    if p + size > end or usize > MAX_PAYLOAD_UNCOMPRESSED:
+        raise BodyError("payload size beyond the event")
+    data = bytes(buf[p : p + size])
+    if compression == 0:
+        import zstandard
+
+        try:
+            data = zstandard.ZstdDecompressor().decompress(data, max_output_size=usize)
+        except zstandard.ZstdError as e:
+            raise BodyError(f"payload does not decompress: {e}") from None
+    elif compression != 255:
+        raise BodyError(f"unknown payload compression {compression}")
+    inner: list[tuple[int, int]] = []
+    q = 0
+    while q < len(data):
+        if len(data) - q < 19:
+            raise BodyError("inner event cut off")
+        (isize,) = _U32.unpack_from(data, q + 9)
+        if isize < 19 or q + isize > len(data):
+            raise BodyError("inner event of impossible size")
+        inner.append((data[q + 4], isize))
+        q += isize
+    return TransactionPayload(compression, size, usize, tuple(inner))

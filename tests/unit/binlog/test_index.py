@@ -98,3 +98,22 @@ def test_mysql8_immediate_commit_timestamps() -> None:
         # microseconds, within a few seconds of the GTID event's header time
         assert abs(t.commit_us / 1e6 - gtid_ts[t.start]) < 5
     assert any(t.commit_us % 1_000_000 for t in info.index)
+
+
+@pytest.mark.parametrize("name", ["apecloud__mysql-bin.000057", "mbcj__mysql-bin.compressed"])
+def test_compressed_transaction_payloads_hold_whole_transactions(name: str) -> None:
+    from shipper.binlog.bodies import decode_transaction_payload
+
+    data = (BINLOGS / name).read_bytes()
+    info, events = read_events(BINLOGS / name)
+    payloads = [e for e in events if e.type_code == 40]
+    assert payloads
+    for e in payloads:
+        p = decode_transaction_payload(data, e.pos + 19, e.end_pos - 4)
+        assert p.compression == 0
+        assert sum(size for _, size in p.inner) == p.uncompressed_size
+        types = [t for t, _ in p.inner]
+        assert types[0] == 2 and types[-1] == 16  # BEGIN ... XID
+        # the index ends the transaction at the payload event
+        assert info.index.containing(e.pos) is not None
+        assert info.index.containing(e.pos).end == e.end_pos  # type: ignore[union-attr]
