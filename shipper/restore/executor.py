@@ -178,14 +178,16 @@ class Executor:
             with self._timed("base"):
                 if b.tool == "mariabackup":
                     self._restore_physical(datadir)
-                    self.server.start()
+                    # The applier path starts it once its relay logs are in place.
+                    if not (self.opts.replay == "applier" and self.plan.steps):
+                        self.server.start()
                 else:
                     self.server.install()
                     self.server.start()
                     self._load_dump(self.server.conn)
             self.journal.doc["base"] = True
             self.journal.save()
-        else:
+        elif not (self.opts.replay == "applier" and self.plan.steps):
             self.server.start()
         return self.server.conn
 
@@ -309,8 +311,9 @@ class Executor:
                         done += self._step_size(s)
                         self.opts.progress("fetch", done, total)
             server.relay_index.write_text("".join(f"{r}\n" for r in relays))
-            # The relay log basename and index are startup options: restart to pick them up.
+            # The relay log index is read at startup: (re)start to pick it up.
             server.stop()
+        if server.proc is None:
             server.start()
         stop = self.plan.stop
         first = steps[0]

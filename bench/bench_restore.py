@@ -1,0 +1,239 @@
+"""Point-in-time restore: replay throughput, ours vs the raw `mariadb-binlog | mariadb` pipe.
+
+    .venv/bin/python bench/bench_restore.py [--mb 200] [--rows-per-tx 10]
+
+1. A throwaway MariaDB takes a mariabackup base backup (`backup take`), then a
+   write-heavy workload writes >= MB of ROW binlogs (each transaction inserts
+   and updates a few rows, as an OLTP write load does); the shipper archives
+   them (zstd + AES-256-GCM, file://).
+2. The base backup is restored three times, each into its own datadir:
+   * raw: the plaintext binlogs, still on the source host, replayed with
+     `mariadb-binlog --start-position=P FILES --stop-position=S | mariadb`;
+   * ours: `restore apply --to latest` (fetch, verify, decrypt, decompress,
+     replay through the server's replication applier);
+   * ours, pipe path: `restore apply --to latest --replay pipe`.
+3. Each restored server's CHECKSUM TABLE must match the source's.
+
+Throughput = replayed binlog bytes / (time from the first binlog byte fetched
+or read to the applied stop); the base-backup restore is excluded from all three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shipper import config as config_mod
+from shipper.cli import main as cli
+from shipper.config import MySQLConfig
+from shipper.keys.local import LocalKeyring
+from shipper.pipeline.ship import Shipper
+from shipper.restore.server import RestoreServer
+from shipper.restore.tools import find_tool, run_sql
+from shipper.sandbox import SandboxServer
+
+PROC = """
+CREATE PROCEDURE bench.load(n INT, k INT)
+BEGIN
+  DECLARE i INT DEFAULT 0;
+  WHILE i < n DO
+    START TRANSACTION;
+    INSERT INTO bench.orders (customer, status, note, amount)
+      SELECT FLOOR(RAND()*100000), 'new',
+             CONCAT_WS(' ', MD5(RAND()), 'order', MD5(RAND()), REPEAT('x', FLOOR(RAND()*64))),
+             RAND()*1000
+      FROM seq_1_to_1000 LIMIT k;
+    UPDATE bench.orders SET status = 'paid', amount = amount + 1
+      WHERE id >= LAST_INSERT_ID() AND id < LAST_INSERT_ID() + k;
+    COMMIT;
+    SET i = i + 1;
+  END WHILE;
+END
+"""
+
+
+def cli_json(args: list[str]) -> Any:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli(args)
+    if rc != 0:
+        raise SystemExit(f"binlog-shipper {' '.join(args[:2])} failed with exit {rc}")
+    return json.loads(buf.getvalue())
+
+
+def checksum(sock: str) -> str:
+    from shipper.restore.tools import Conn
+
+    return run_sql(Conn(socket=sock), "CHECKSUM TABLE bench.orders")[0][1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--rows-per-tx", type=int, default=10)
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    server = SandboxServer(base_dir=tmp / "src", server_id=31, max_binlog_size=64 << 20)
+    try:
+        server.start()
+        state = tmp / "state"
+        state.mkdir()
+        LocalKeyring.create(state / "keyring")
+        (state / "config.toml").write_text(
+            config_mod.render_default(
+                state,
+                tenant="bench",
+                mysql=MySQLConfig(socket=str(server.socket_path)),
+                archive_url=f"file://{tmp / 'archive'}",
+                keyring=state / "keyring",
+            )
+        )
+        server.execute(
+            "CREATE DATABASE bench",
+            "CREATE TABLE bench.orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "customer INT, status VARCHAR(16), note VARCHAR(512), "
+            "amount DECIMAL(12,2))",
+            PROC,
+        )
+        sd = ["--state-dir", str(state)]
+        backup = cli_json(["backup", "take", "--tool", "mariabackup", "--json", *sd])
+        print(f"base backup {backup['id']} at {backup['binlog_file']}:{backup['binlog_pos']}")
+        t = time.monotonic()
+        start_bytes = sum(s for _, s in server.binary_logs())
+        while sum(s for _, s in server.binary_logs()) - start_bytes < args.mb << 20:
+            server.execute(f"CALL bench.load(2000, {args.rows_per_tx})")
+        server.flush_binary_logs()
+        print(f"workload: {time.monotonic() - t:.1f}s")
+        source_sum = checksum(str(server.socket_path))
+        t = time.monotonic()
+        shipper = Shipper(config_mod.load(state / "config.toml"))
+        try:
+            assert shipper.run_once().ok
+        finally:
+            shipper.close()
+        print(f"shipped in {time.monotonic() - t:.1f}s")
+        plan = cli_json(["restore", "plan", "--to", "latest", "--json", *sd])
+        steps = plan["binlogs"]
+        nbytes = sum(
+            (s["stop"] if s["stop"] is not None else s["size"]) - s["start"] for s in steps
+        )
+        ntx = None
+        print(
+            f"plan: {len(steps)} binlogs, {nbytes / 1e6:.1f} MB to replay, stop "
+            f"{plan['stop']['file']}:{plan['stop']['position']}"
+        )
+
+        # raw: base only (target = the backup's own position), then the pipe by hand
+        base_pos = f"{backup['binlog_file']}:{backup['binlog_pos']}"
+        raw_dir = tmp / "raw" / "data"
+        cli_json(
+            [
+                "restore",
+                "apply",
+                "--to",
+                base_pos,
+                "--datadir",
+                str(raw_dir),
+                "--json",
+                "--work-dir",
+                str(tmp / "raw" / "work"),
+                *sd,
+            ]
+        )
+        raw = RestoreServer(raw_dir)
+        try:
+            raw.start()
+            files = [str(server.binlog_dir / s["name"]) for s in steps]
+            t = time.monotonic()
+            with raw.conn.args() as a:
+                dec = subprocess.Popen(
+                    [
+                        find_tool("mariadb-binlog"),
+                        f"--start-position={steps[0]['start']}",
+                        f"--stop-position={plan['stop']['position']}",
+                        *files,
+                    ],
+                    stdout=subprocess.PIPE,
+                )
+                subprocess.run(
+                    [find_tool("mariadb"), *a, "--binary-mode"], stdin=dec.stdout, check=True
+                )
+                assert dec.stdout is not None
+                dec.stdout.close()
+                assert dec.wait() == 0
+            raw_s = time.monotonic() - t
+            raw_sum = checksum(str(raw.socket))
+        finally:
+            raw.close()
+
+        results: dict[str, tuple[float, str, dict[str, float]]] = {}
+        for name, extra in (("applier", []), ("pipe", ["--replay", "pipe"])):
+            d = tmp / name
+            t = time.monotonic()
+            doc = cli_json(
+                [
+                    "restore",
+                    "apply",
+                    "--to",
+                    "latest",
+                    "--datadir",
+                    str(d / "data"),
+                    "--work-dir",
+                    str(d / "work"),
+                    "--json",
+                    *extra,
+                    *sd,
+                ]
+            )
+            wall = time.monotonic() - t
+            secs = doc["result"]["seconds"]
+            replay_s = secs.get("fetch", 0.0) + secs.get("replay", 0.0)
+            srv = RestoreServer(d / "data")
+            try:
+                srv.start()
+                results[name] = (replay_s, checksum(str(srv.socket)), {**secs, "wall": wall})
+            finally:
+                srv.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+        mbps = nbytes / 1e6
+        print()
+        print(
+            f"replayed {mbps:.1f} MB of ROW binlogs ({len(steps)} files), "
+            f"{args.rows_per_tx} rows inserted + updated per transaction{ntx or ''}"
+        )
+        print(f"{'path':<44}{'seconds':>9}{'MB/s':>9}{'vs raw':>8}  checksum")
+        print(
+            f"{'raw mariadb-binlog | mariadb (plaintext)':<44}{raw_s:9.1f}"
+            f"{mbps / raw_s:9.1f}{1.0:8.2f}  {raw_sum}"
+        )
+        for name, label in (
+            ("applier", "ours: restore apply (applier)"),
+            ("pipe", "ours: restore apply --replay pipe"),
+        ):
+            s, ck, secs = results[name]
+            print(f"{label:<44}{s:9.1f}{mbps / s:9.1f}{raw_s / s:8.2f}  {ck}  {secs}")
+        print(f"source checksum {source_sum}")
+        ok = raw_sum == source_sum and all(r[1] == source_sum for r in results.values())
+        print("checksums equal" if ok else "CHECKSUM MISMATCH")
+        return 0 if ok else 1
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
