@@ -40,7 +40,10 @@ TERMINAL = frozenset({"committed", "flagged", "gap"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS binlogs (
-    name            TEXT PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL,
+    lineage         INTEGER NOT NULL DEFAULT 0,
+    identity        TEXT,
     sequence        INTEGER NOT NULL,
     state           TEXT NOT NULL,
     size            INTEGER,
@@ -59,7 +62,8 @@ CREATE TABLE IF NOT EXISTS binlogs (
     attempts        INTEGER NOT NULL DEFAULT 0,
     discovered_at   REAL NOT NULL,
     updated_at      REAL NOT NULL,
-    committed_at    REAL
+    committed_at    REAL,
+    UNIQUE (name, lineage)
 );
 CREATE TABLE IF NOT EXISTS journal (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,6 +90,8 @@ CREATE TABLE IF NOT EXISTS backups (
 
 _COLUMNS = (
     "name",
+    "lineage",
+    "identity",
     "sequence",
     "state",
     "size",
@@ -111,6 +117,11 @@ _COLUMNS = (
 @dataclass(frozen=True)
 class BinlogRow:
     name: str
+    #: 0 for the first file of this name; +1 each time the server reuses the name for a
+    #: different file (RESET MASTER, a rebuilt server)
+    lineage: int
+    #: sha256 of the file's first 4 KiB (its format description event and start)
+    identity: str | None
     sequence: int
     state: str
     size: int | None
@@ -186,21 +197,51 @@ class Manifest:
 
     # -- binlogs --
     def get(self, name: str) -> BinlogRow | None:
-        row = self._db.execute("SELECT * FROM binlogs WHERE name = ?", (name,)).fetchone()
+        """The latest lineage of ``name``."""
+        row = self._db.execute(
+            "SELECT * FROM binlogs WHERE name = ? ORDER BY lineage DESC LIMIT 1", (name,)
+        ).fetchone()
         return _row(row) if row else None
 
     def all(self) -> list[BinlogRow]:
-        rows = self._db.execute("SELECT * FROM binlogs ORDER BY sequence, name").fetchall()
+        """Every row of every lineage, in the order they were discovered."""
+        rows = self._db.execute("SELECT * FROM binlogs ORDER BY id").fetchall()
         return [_row(r) for r in rows]
 
-    def discover(self, name: str, size: int | None = None) -> BinlogRow:
+    def discover(
+        self, name: str, size: int | None = None, identity: str | None = None
+    ) -> BinlogRow:
+        """Record that the server has closed ``name``.
+
+        Known name, same file: nothing changes. Known name whose recorded
+        ``identity`` differs: the server reused the name for another file
+        (RESET MASTER, a rebuilt server), so a new lineage row starts; the old
+        row, and what it archived, stay as they were. The change is journalled.
+        """
         now = time.time()
+        insert = (
+            "INSERT INTO binlogs (name, lineage, identity, sequence, state, size,"
+            " discovered_at, updated_at) VALUES (?, ?, ?, ?, 'discovered', ?, ?, ?)"
+        )
         with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO binlogs (name, sequence, state, size, discovered_at,"
-                " updated_at) VALUES (?, ?, 'discovered', ?, ?, ?)",
-                (name, binlog_sequence(name), size, now, now),
-            )
+            cur = db.execute(
+                "SELECT id, lineage, identity, state FROM binlogs WHERE name = ?"
+                " ORDER BY lineage DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            if cur is None:
+                db.execute(insert, (name, 0, identity, binlog_sequence(name), size, now, now))
+            elif identity and cur[2] != identity and (cur[2] or cur[3] == "gap"):
+                # another file under a known name; a gap's name coming back is one too
+                lineage = cur[1] + 1
+                db.execute(insert, (name, lineage, identity, binlog_sequence(name), size, now, now))
+                detail = {"lineage": lineage, "old_identity": cur[2], "new_identity": identity}
+                db.execute(
+                    "INSERT INTO journal (at, binlog, kind, detail) VALUES (?, ?, ?, ?)",
+                    (now, name, "lineage_change", json.dumps(detail, sort_keys=True)),
+                )
+            elif identity and not cur[2]:
+                db.execute("UPDATE binlogs SET identity = ? WHERE id = ?", (identity, cur[0]))
         row = self.get(name)
         assert row is not None
         return row
@@ -216,10 +257,13 @@ class Manifest:
             fields["targets"] = json.dumps(list(fields["targets"]))
         now = time.time()
         with self._tx() as db:
-            cur = db.execute("SELECT state FROM binlogs WHERE name = ?", (name,)).fetchone()
+            cur = db.execute(
+                "SELECT state, id FROM binlogs WHERE name = ? ORDER BY lineage DESC LIMIT 1",
+                (name,),
+            ).fetchone()
             if cur is None:
                 raise StateError(f"binlog {name} is not in the manifest")
-            old = cur[0]
+            old, row_id = cur
             if old in TERMINAL and old != state:
                 raise StateError(f"binlog {name} is already {old}; refusing to move it to {state}")
             if _RANK[state] < _RANK[old]:
@@ -229,7 +273,7 @@ class Manifest:
             if state == "committed":
                 fields.setdefault("committed_at", now)
             sets = ", ".join(f"{k} = ?" for k in fields)
-            db.execute(f"UPDATE binlogs SET {sets} WHERE name = ?", (*fields.values(), name))
+            db.execute(f"UPDATE binlogs SET {sets} WHERE id = ?", (*fields.values(), row_id))
         row = self.get(name)
         assert row is not None
         return row
@@ -254,14 +298,13 @@ class Manifest:
         with self._tx() as db:
             db.execute(
                 "UPDATE binlogs SET attempts = attempts + 1, error = ?, updated_at = ?"
-                " WHERE name = ?",
+                " WHERE id = (SELECT MAX(id) FROM binlogs WHERE name = ?)",
                 (error, time.time(), name),
             )
 
     def pending(self) -> list[BinlogRow]:
         rows = self._db.execute(
-            "SELECT * FROM binlogs WHERE state NOT IN ('committed', 'flagged', 'gap')"
-            " ORDER BY sequence"
+            "SELECT * FROM binlogs WHERE state NOT IN ('committed', 'flagged', 'gap') ORDER BY id"
         ).fetchall()
         return [_row(r) for r in rows]
 
@@ -312,5 +355,6 @@ class Manifest:
 
 def _row(r: sqlite3.Row) -> BinlogRow:
     d = dict(r)
+    del d["id"]
     d["targets"] = tuple(json.loads(d["targets"] or "[]"))
     return BinlogRow(**d)

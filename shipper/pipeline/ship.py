@@ -144,7 +144,7 @@ class Shipper:
         listed = {n for n, _ in state.binlogs}
         self._record_gaps(closed, result)
         for name, size in closed:
-            self.manifest.discover(name, size)
+            self.manifest.discover(name, size, self._identity_if_new(binlog_dir / name, name, size))
         self._warn_purge(state, binlog_dir, result)
         # Rows still pending whose file the server no longer lists are shipped from the
         # staged hardlink if there is one; otherwise they are gaps.
@@ -162,6 +162,24 @@ class Shipper:
             getattr(result, outcome).append(row.name)
         self.metrics.pending.set(len(self.manifest.pending()))
         return result
+
+    def _identity_if_new(self, path: Path, name: str, size: int) -> str | None:
+        """The file's identity, when it may differ from what the manifest knows.
+
+        A known binlog that was closed before we discovered it has the recorded
+        size and an mtime older than its discovery; only a new file under an old
+        name (RESET MASTER, a rebuilt server) breaks that, so only then, or for a
+        name we have never seen, is the file opened.
+        """
+        row = self.manifest.get(name)
+        try:
+            if row is not None and row.identity:
+                st = path.stat()
+                if st.st_size == (row.size or size) and st.st_mtime <= row.discovered_at:
+                    return None
+            return file_identity(path)
+        except FileNotFoundError:
+            return None
 
     def _sweep_staging(self) -> None:
         """Drop staged copies of binlogs that are already done (a crash after commit)."""
@@ -517,6 +535,13 @@ class Shipper:
         for p in (self.staging / name, self.staging / (name + objects.OBJECT_SUFFIX)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def file_identity(path: Path) -> str:
+    """sha256 of a binlog's first 4 KiB: its format description event, dated to the
+    second it was created, tells two files of the same name apart."""
+    with path.open("rb") as f:
+        return hashlib.sha256(f.read(4096)).hexdigest()
 
 
 class _HashSink:

@@ -338,3 +338,42 @@ def test_prefix_verification_authenticates_the_first_chunk(
     with pytest.raises(IntegrityError):
         shipper._verify_prefix(backend, key, len(data))
     shipper.close()
+
+
+def test_reset_master_reuses_names_without_overwriting(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    """After RESET MASTER the server writes new files under old names: they are archived
+    as a new lineage beside the old objects, which stay untouched."""
+    state = tmp_path / "state"
+    cfg = load(write_config(state, server))
+    shipper = Shipper(cfg)
+    assert shipper.run_once().ok
+    old_keys = archived(state)
+    backend = FileBackend(state / "archive")
+    old = {k: (backend.stat(k).version, backend.stat(k).sha256) for k in old_keys.values()}
+    server.execute("RESET MASTER")
+    rotate(server, 2)
+    new_names = closed_binlogs(server)
+    assert set(new_names) <= set(old_keys)  # the names are reused
+    new_sha = {n: sha(server.binlog_dir / n) for n in new_names}
+    res = shipper.run_once()
+    assert sorted(res.shipped) == new_names
+    # old objects untouched
+    assert {k: (backend.stat(k).version, backend.stat(k).sha256) for k in old} == old
+    conflicts = shipper.manifest.journal_entries("lineage_conflict")
+    changes = shipper.manifest.journal_entries("lineage_change")
+    assert sorted(e["binlog"] for e in conflicts) == new_names
+    assert sorted(e["binlog"] for e in changes) == new_names
+    rows = [r for r in shipper.manifest.all() if r.name in new_names]
+    assert sorted((r.name, r.lineage, r.state) for r in rows) == sorted(
+        [(n, 0, "committed") for n in new_names] + [(n, 1, "committed") for n in new_names]
+    )
+    for n in new_names:
+        latest = shipper.manifest.get(n)
+        assert latest is not None and ".lineage-" in (latest.object_key or "")
+        out = tmp_path / "f" / n
+        assert cli(["fetch", n, "-o", str(out), "--state-dir", str(state)]) == 0
+        assert sha(out) == new_sha[n]  # fetch follows the manifest to the newest lineage
+    assert shipper.metrics.lineage._value.get() == len(new_names)
+    shipper.close()

@@ -57,3 +57,21 @@ def test_sequence_needs_numeric_suffix() -> None:
     assert binlog_sequence("mysql-bin.000042") == 42
     with pytest.raises(StateError):
         binlog_sequence("mysql-bin.index")
+
+
+def test_a_different_file_under_a_known_name_starts_a_new_lineage(tmp_path: Path) -> None:
+    m = Manifest(tmp_path / "m.sqlite")
+    m.discover("bin.000001", 10, identity="aaa")
+    m.advance("bin.000001", "committed", object_key="k0")
+    assert m.discover("bin.000001", 10, identity="aaa").lineage == 0  # same file: no change
+    assert m.discover("bin.000001", 10, identity=None).lineage == 0  # unknown: no change
+    row = m.discover("bin.000001", 12, identity="bbb")
+    assert (row.lineage, row.state, row.identity) == (1, "discovered", "bbb")
+    m.advance("bin.000001", "committed", object_key="k1")  # moves the newest lineage only
+    rows = m.all()
+    assert [(r.lineage, r.object_key) for r in rows] == [(0, "k0"), (1, "k1")]
+    assert m.journal_entries("lineage_change")[0]["detail"]["new_identity"] == "bbb"
+    # a name recorded as a gap that shows up again is a new file too
+    m.discover("bin.000002")
+    m.advance("bin.000002", "gap")
+    assert m.discover("bin.000002", 5, identity="ccc").lineage == 1
