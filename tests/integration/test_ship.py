@@ -377,3 +377,21 @@ def test_reset_master_reuses_names_without_overwriting(
         assert sha(out) == new_sha[n]  # fetch follows the manifest to the newest lineage
     assert shipper.metrics.lineage._value.get() == len(new_names)
     shipper.close()
+
+
+def test_unreachable_server_names_the_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shipper.keys.local import LocalKeyring
+
+    state = tmp_path / "state"
+    state.mkdir()
+    LocalKeyring.create(state / "keyring")
+    (state / "config.toml").write_text(
+        f'state_dir = "{state}"\n[mysql]\nsocket = "{tmp_path}/no.sock"\n'
+        f'[[targets]]\nurl = "file://{state}/archive"\n'
+        f'[[keys]]\nprovider = "local"\npath = "{state}/keyring"\n'
+    )
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 10
+    assert f"{tmp_path}/no.sock" in capsys.readouterr().err
+    assert not (state / "archive").exists()
