@@ -91,9 +91,19 @@ _HOT = frozenset(
         E.MARIADB_GTID_EVENT,
     }
 )
-#: type code -> 1 passive (fast path), 2 hot body, 3 XID (inline), 0 general path
+#: type code -> 1 passive (fast path), 2 hot body, 3 XID and 4 MariaDB GTID (inline),
+#: 0 general path
 _FAST_KIND = [
-    1 if t in _PASSIVE else 3 if t == E.XID_EVENT else 2 if t in _HOT else 0 for t in range(256)
+    1
+    if t in _PASSIVE
+    else 3
+    if t == E.XID_EVENT
+    else 4
+    if t == E.MARIADB_GTID_EVENT
+    else 2
+    if t in _HOT
+    else 0
+    for t in range(256)
 ]
 _ALL_GENERAL = [0] * 256
 
@@ -146,7 +156,7 @@ class _Scanner:
         self.mdb_added: dict[tuple[int, int], int] = {}  # (domain, server) -> seq, recent last
         self.mdb_sources: dict[tuple[int, int], int] = {}
         self.mdb_last_key: tuple[int, int] | None = None
-        self.last_gtid: tuple[str, int] | tuple[int, int, int] | None = None
+        self.last_gtid: tuple[str, int] | None = None  # MySQL; MariaDB's is mdb_last_key
         # transactions
         self.index = TransactionIndex()
         self.mode = _NONE
@@ -210,6 +220,8 @@ class _Scanner:
         ap_start, ap_end, ap_commit = index._start.append, index._end.append, index._commit.append
         ap_src, ap_seq = index._src.append, index._seq.append
         idle = True  # no transaction open (mirrors self.mode == _NONE)
+        mdb_unpack, u32 = _MDB_GTID.unpack_from, _U32.unpack_from
+        mdb_sources, mdb_added = self.mdb_sources, self.mdb_added
         count = 0
         last_ts = 0
         last_type = -1
@@ -282,6 +294,31 @@ class _Scanner:
                     self.trx_start = -1
                     self.prelude = -1
                     idle = True
+            elif k == 4:
+                # MariaDB GTID: opens a transaction (inline: one per transaction)
+                abs_pos = self.base + pos
+                if crc_len and crc32(mv[pos:end]) != residue:
+                    if self.crc_error_at is None:
+                        self.crc_error_at = abs_pos
+                else:
+                    if size - crc_len - hl < 13:
+                        raise self._err(abs_pos, "Gtid event: MariaDB GTID event too short")
+                    seq, domain, flags2 = mdb_unpack(buf, pos + hl)
+                    key = (domain, u32(buf, pos + 5)[0])  # the header's server id
+                    src = mdb_sources.get(key)
+                    if src is None:
+                        src = self._mariadb_source(key)
+                    self.mode = _STANDALONE if flags2 & B.MARIADB_FL_STANDALONE else _IN_TRX
+                    self.trx_start = abs_pos
+                    self.prelude = -1
+                    self.trx_src = src
+                    self.trx_seq = seq
+                    self.trx_commit_us = -1
+                    if key != self.mdb_last_key:  # re-insert: most recent last
+                        mdb_added.pop(key, None)
+                        self.mdb_last_key = key
+                    mdb_added[key] = seq
+                    idle = False
             elif k == 2:
                 abs_pos = self.base + pos
                 if crc_len and crc32(mv[pos:end]) != residue:
@@ -567,30 +604,28 @@ class _Scanner:
             self.mysql_prev = b.freeze()
             self.flavor = self.flavor or "mysql"
 
+    def _mariadb_source(self, key: tuple[int, int]) -> int:
+        self.flavor = "mariadb"
+        src = self.mdb_sources[key] = self.index.source_id(f"{key[0]}-{key[1]}")
+        return src
+
     def _h_mariadb_gtid(
         self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
     ) -> None:
+        """The general path's version of the loop's inline MariaDB GTID handling."""
         if end - body < _MDB_GTID.size:
             raise B.BodyError("MariaDB GTID event too short")
         seq, domain, flags2 = _MDB_GTID.unpack_from(buf, body)
-        self.flavor = "mariadb"
-        sid = _U32.unpack_from(buf, pos + 5)[0]  # the GTID's server id is the header's
-        key = (domain, sid)
+        key = (domain, _U32.unpack_from(buf, pos + 5)[0])  # the header's server id
         src = self.mdb_sources.get(key)
         if src is None:
-            src = self.mdb_sources[key] = self.index.source_id(f"{domain}-{sid}")
-        # (inline _begin_gtid_trx)
-        self.mode = _STANDALONE if flags2 & B.MARIADB_FL_STANDALONE else _IN_TRX
-        self.trx_start = abs_pos
-        self.prelude = -1
-        self.trx_src = src
-        self.trx_seq = seq
-        self.trx_commit_us = -1
+            src = self._mariadb_source(key)
+        mode = _STANDALONE if flags2 & B.MARIADB_FL_STANDALONE else _IN_TRX
+        self._begin_gtid_trx(abs_pos, mode, src, seq, -1)
         if key != self.mdb_last_key:  # re-insert: most recent last
             self.mdb_added.pop(key, None)
             self.mdb_last_key = key
         self.mdb_added[key] = seq
-        self.last_gtid = (domain, sid, seq)
 
     def _h_gtid_list(
         self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
@@ -640,9 +675,11 @@ class _Scanner:
             pm = self.mysql_prev or MySQLGtidSet()
             am = self.mysql_added.freeze()
             prev, added, end = str(pm), str(am), str(pm.union(am))
-        if self.last_gtid is not None:
-            sep = "-" if self.flavor == "mariadb" else ":"
-            last_gtid = sep.join(str(x) for x in self.last_gtid)
+        if self.flavor == "mariadb" and self.mdb_last_key is not None:
+            d, s = self.mdb_last_key
+            last_gtid = f"{d}-{s}-{self.mdb_added[self.mdb_last_key]}"
+        elif self.last_gtid is not None:
+            last_gtid = f"{self.last_gtid[0]}:{self.last_gtid[1]}"
         index = self.index
         index.flavor = self.flavor
         # An encrypted file's closing event cannot be seen; one the server closed
