@@ -68,6 +68,8 @@ _DENIED = {
     "InvalidClientTokenId",
     "UnrecognizedClientException",
 }
+# (a module-level alias: inside S3Backend, "list" is the method)
+_Parts = list[dict[str, Any]]
 _INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
 
 
@@ -320,7 +322,7 @@ class S3Backend:
 
     def _send_parts(
         self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[_Parts, int]:
         """Read ``source`` part by part and upload with at most max_concurrency in flight."""
         done: dict[int, dict[str, Any]] = {}
         pending: set[Future[dict[str, Any]]] = set()

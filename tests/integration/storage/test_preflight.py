@@ -131,3 +131,23 @@ def test_file_and_memory(tmp_path: Path) -> None:
         ro.chmod(0o700)
     [c] = preflight(MemoryBackend())
     assert c.status == "ok"
+
+
+def test_s3_sse_kms_is_applied(moto: Moto) -> None:
+    import io
+
+    bucket, key = moto.bucket(), moto.kms_key()
+    b = S3Backend(
+        bucket,
+        endpoint_url=moto.endpoint_url,
+        region=moto.region,
+        sse_kms_key_id=key,
+        multipart_threshold=5 << 20,
+        part_size=5 << 20,
+    )
+    b.put("small", io.BytesIO(b"x"), size=1, metadata={})
+    b.put("large", io.BytesIO(b"y" * (6 << 20)), size=6 << 20, metadata={})
+    for name in ("small", "large"):
+        h = moto.s3.head_object(Bucket=bucket, Key=name)
+        assert h["ServerSideEncryption"] == "aws:kms"
+        assert h["SSEKMSKeyId"] == key
