@@ -100,7 +100,6 @@ class GCSBackend:
         if size <= self.resumable_threshold:
             reader = _Exact(source, size, self.url, key)
             data = reader.read(size)  # bounded by resumable_threshold (<= 8 MiB)
-            reader.read(1)  # raises unless the source ends exactly here
             self._sdk(
                 key,
                 "write",
@@ -266,10 +265,6 @@ class _Exact:
     def read(self, n: int = -1) -> bytes:
         try:
             if self.pos >= self.size:
-                if self.source.read(1):
-                    raise StorageError(
-                        f"{self.where}: source is longer than its declared size {self.size}"
-                    )
                 return b""
             want = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
             chunks = []
@@ -283,6 +278,12 @@ class _Exact:
                 chunks.append(b)
                 self.pos += len(b)
                 want -= len(b)
+            # At the declared end, make sure the source ends too -- before the
+            # caller can send (and GCS finalize) a silently truncated object.
+            if self.pos == self.size and self.source.read(1):
+                raise StorageError(
+                    f"{self.where}: source is longer than its declared size {self.size}"
+                )
             data = b"".join(chunks)
         except BaseException as e:
             self.error = e

@@ -233,7 +233,7 @@ class S3Backend:
         extra: dict[str, Any],
     ) -> ObjectInfo:
         # Bounded by multipart_threshold: S3 must have the checksum before the body.
-        data = source.read(size + 1)
+        data = _read_full(source, size + 1)
         if len(data) != size:
             raise StorageError(f"{self.url}/{key}: declared size {size} but read {len(data)}+")
         digest = hashlib.sha256(data).digest()
@@ -282,7 +282,7 @@ class S3Backend:
             raise self._error(e, key, "write") from e
         # From here on every exit that is not a completed upload aborts it.
         try:
-            parts, read = self._send_parts(key, name, upload_id, source, part_size)
+            parts, read = self._send_parts(key, name, upload_id, source, part_size, size)
             if read != size:
                 raise StorageError(f"{self.url}/{key}: declared size {size} but read {read}")
             complete: dict[str, Any] = {}
@@ -321,7 +321,7 @@ class S3Backend:
         return ObjectInfo(key=key, size=size, metadata=meta, version=_version(r), sha256=None)
 
     def _send_parts(
-        self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int
+        self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int, size: int
     ) -> tuple[_Parts, int]:
         """Read ``source`` part by part and upload with at most max_concurrency in flight."""
         done: dict[int, dict[str, Any]] = {}
@@ -355,6 +355,10 @@ class S3Backend:
                         break
                     number += 1
                     read += len(data)
+                    if read > size:  # stop sending early; the caller aborts
+                        raise StorageError(
+                            f"{self.url}/{key}: source is longer than its declared size {size}"
+                        )
                     pending.add(pool.submit(send, number, data))
                     del data
                     if len(pending) >= self.max_concurrency:

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from shipper.errors import ObjectNotFound, PreconditionFailed, StorageError
-from tests.integration.storage.conftest import BIG, Target
+from tests.integration.storage.conftest import BIG, MiB, Target
 
 META = {
     "server_uuid": "3e11fa47-71ca-11e1-9e33-c80aa9429562",
@@ -116,6 +116,15 @@ def test_short_source_is_an_error_not_an_object(target: Target, size: int) -> No
     assert target.open_uploads() == []
     with pytest.raises(ObjectNotFound):
         target.backend.stat("short")
+
+
+@pytest.mark.parametrize("size", [100, BIG])
+def test_long_source_is_an_error_not_a_truncated_object(target: Target, size: int) -> None:
+    with pytest.raises(StorageError, match="size"):
+        target.backend.put("long", io.BytesIO(b"x" * (size + 6 * MiB)), size=size, metadata={})
+    assert target.open_uploads() == []
+    with pytest.raises(ObjectNotFound):
+        target.backend.stat("long")
 
 
 def test_object_created_during_upload_wins(target: Target, request: pytest.FixtureRequest) -> None:
