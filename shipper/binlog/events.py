@@ -124,5 +124,8 @@ EVENT_NAMES: Final[dict[int, str]] = {
 
 
 def event_name(type_code: int) -> str:
-    """A readable name for ``type_code`` (``"Unknown_100"`` for codes no server documents)."""
+    """A readable name for ``type_code`` (``"Unknown_100"`` for codes no server documents;
+    ``"Encrypted"`` for -1, the scanner's code for an event of an encrypted binlog)."""
+    if type_code == -1:
+        return "Encrypted"
     return EVENT_NAMES.get(type_code, f"Unknown_{type_code}")

@@ -144,6 +144,7 @@ class _Scanner:
         self.last_type = -1
         self.unknown: set[int] = set()
         self.encrypted_at: int | None = None
+        self.encryption_ts = 0
         self.rotate_to: str | None = None
         # GTIDs
         self.flavor: Literal["mysql", "mariadb"] | None = None
@@ -339,7 +340,8 @@ class _Scanner:
                 idle = self.mode == _NONE
             pos = end
         self.event_count = count
-        self.last_ts = last_ts
+        # past START_ENCRYPTION the header bytes are ciphertext: its time is the last known
+        self.last_ts = last_ts if self.encrypted_at is None else self.encryption_ts
         self.last_type = last_type
 
     def _kinds(self) -> list[int]:
@@ -647,6 +649,7 @@ class _Scanner:
         self, buf: B.Buffer, pos: int, body: int, end: int, ts: int, abs_pos: int, abs_end: int
     ) -> None:
         self.encrypted_at = abs_end
+        self.encryption_ts = ts
         self.crc_len = 0
         # from here on every event takes the general path (which only frames it)
         self.min_size = E.HEADER_LEN

@@ -123,12 +123,14 @@ def _summary(info: BinlogInfo, events: list[EventHeader] | None, transactions: b
             f"added GTIDs     {info.gtid_added or '(none: anonymous)'}",
             f"executed after  {info.gtid_executed_end or '(empty)'}",
         ]
+    elif info.encrypted:
+        lines.append("GTIDs           unknown (encrypted)")
     else:
         lines.append("GTIDs           none (server without GTIDs)")
     if info.rotate_to:
         lines.append(f"next file       {info.rotate_to}")
     if info.encrypted:
-        lines.append(f"encrypted       yes: not read past offset {info.encrypted_at}")
+        lines.append(f"encrypted       yes: only framed (not read) past offset {info.encrypted_at}")
     if info.unknown_event_types:
         lines.append(f"unknown types   {', '.join(map(str, info.unknown_event_types))} (skipped)")
     lines.append(f"sha256          {info.sha256}")
@@ -143,7 +145,7 @@ def _summary(info: BinlogInfo, events: list[EventHeader] | None, transactions: b
         for e in events:
             crc = "-" if e.crc_ok is None else ("ok" if e.crc_ok else "BAD")
             lines.append(
-                f"{e.pos:>12} {e.end_pos:>12} {_iso(e.timestamp) or '':20} "
+                f"{e.pos:>12} {e.end_pos:>12} {_iso(e.timestamp or None) or '':20} "
                 f"{e.type_name + f' ({e.type_code})':22} {e.server_id:>10} {crc}"
             )
     return "\n".join(lines)

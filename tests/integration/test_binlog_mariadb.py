@@ -133,3 +133,4 @@ def test_encrypted_binlog_is_reported_not_parsed(mariadb_factory: Any, tmp_path:
     assert all(e.type_code == -1 for e in events[2:])
     assert sum(e.size for e in events) + 4 == size
     assert info.transactions == 0 and info.gtid_executed_end == ""
+    assert info.last_timestamp == events[1].timestamp  # START_ENCRYPTION: last clear time
