@@ -1,8 +1,9 @@
 """Parser throughput on a real ~64 MiB ROW binlog, against a bare baseline loop.
 
-    .venv/bin/python bench/bench_parser.py                  # makes the binlog with a sandbox MariaDB
-    .venv/bin/python bench/bench_parser.py --binlog FILE    # or measure an existing file
-    .venv/bin/python bench/bench_parser.py --keep /tmp/b64  # keep the generated binlog
+    .venv/bin/python bench/bench_parser.py                   # binlog from a sandbox MariaDB
+    .venv/bin/python bench/bench_parser.py --workload small  # one-row transactions
+    .venv/bin/python bench/bench_parser.py --binlog FILE     # or measure an existing file
+    .venv/bin/python bench/bench_parser.py --keep /tmp/b64   # keep the generated binlog
 
 The baseline is the simplest honest loop: the whole file in memory, unpack each
 19-byte header and ``zlib.crc32`` each event. ``scan_file`` does more in its
@@ -25,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shipper.binlog import scan_file  # noqa: E402
+from shipper.binlog import scan_file
 
 TARGET = 64 << 20
 
