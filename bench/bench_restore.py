@@ -83,6 +83,12 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--rows-per-tx", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        help="extra mariadbd option for our restores (e.g. --slave-parallel-threads=4)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-restore-"))
     server = SandboxServer(base_dir=tmp / "src", server_id=31, max_binlog_size=64 << 20)
@@ -179,7 +185,8 @@ def main() -> int:
             raw.close()
 
         results: dict[str, tuple[float, str, dict[str, float]]] = {}
-        for name, extra in (("applier", []), ("pipe", ["--replay", "pipe"])):
+        opts = [f"--server-option={o}" for o in args.server_option]
+        for name, extra in (("applier", opts), ("pipe", ["--replay", "pipe"])):
             d = tmp / name
             t = time.monotonic()
             doc = cli_json(
@@ -231,7 +238,9 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         server.stop()
-        if not args.keep:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -99,6 +99,14 @@ def add_parser(sub: Any) -> None:
         type=Path,
         help="local copy of a registered backup that has no archived object",
     )
+    ap.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="extra mariadbd option for the restoring server, e.g. "
+        "--server-option=--innodb-buffer-pool-size=8G (repeatable)",
+    )
     ap.add_argument("--json", action="store_true", help="print the plan and result as JSON")
     ap.set_defaults(func=run_apply)
 
@@ -218,6 +226,7 @@ def run_apply(args: argparse.Namespace) -> int:
         replay=args.replay,
         parallel=args.parallel,
         backup_location=args.backup_location,
+        server_args=list(args.server_option),
         progress=bar,
     )
     with bar.progress:

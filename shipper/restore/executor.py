@@ -58,6 +58,7 @@ class ApplyOptions:
     replay: str = "applier"
     parallel: int = 0
     backup_location: Path | None = None  # a registered backup's local copy
+    server_args: list[str] = field(default_factory=list)  # extra mariadbd options
     progress: Progress = _no_progress
 
 
@@ -125,6 +126,10 @@ class Executor:
 
     # -- the whole restore
     def run(self) -> ApplyResult:
+        total = sum(self._step_size(s) for s in self.plan.steps)
+        if self.journal.doc.get("done"):
+            log.info("restore already completed per %s", self.journal.path)
+            return ApplyResult(self.plan.stop.file, self.plan.stop.offset, total, {})
         try:
             conn = self._base()
             with self._timed("replay"):
@@ -135,10 +140,11 @@ class Executor:
                         self._replay_pipe(conn)
             if self.server is not None:
                 self.server.stop()
+            self.journal.doc["done"] = True
+            self.journal.save()
         finally:
             if self.server is not None:
                 self.server.close()
-        total = sum(self._step_size(s) for s in self.plan.steps)
         return ApplyResult(self.plan.stop.file, self.plan.stop.offset, total, self.times)
 
     @contextlib.contextmanager
@@ -168,6 +174,7 @@ class Executor:
         while sid in ids:
             sid += 1
         extra = [f"--slave-parallel-threads={self.opts.parallel}"] if self.opts.parallel else []
+        extra += self.opts.server_args
         self.server = RestoreServer(datadir, server_id=sid, extra_args=extra)
         if not self.journal.doc["base"]:
             if datadir.exists() and any(datadir.iterdir()):
@@ -314,7 +321,8 @@ class Executor:
             # The relay log index is read at startup: (re)start to pick it up.
             server.stop()
         if server.proc is None:
-            server.start()
+            with self._timed("server_start"):
+                server.start()
         stop = self.plan.stop
         first = steps[0]
         sql = []
@@ -369,6 +377,14 @@ class Executor:
         steps = self.plan.steps
         total = sum(self._step_size(s) for s in steps)
         applied: list[str] = self.journal.doc["applied"]
+        partial = self.journal.doc.get("applying")
+        if partial:
+            raise RestoreError(
+                f"binlog {partial} was partly replayed through the pipe when the "
+                "restore was interrupted; its transactions cannot be re-applied "
+                "safely. Start again in a new datadir and work dir (the applier "
+                "replay resumes exactly)"
+            )
         todo = [s for s in steps if s.name not in applied]
         bdir = self.opts.work_dir / "binlogs"
         binlog_tool = find_tool("mariadb-binlog", "mysqlbinlog")
@@ -382,6 +398,8 @@ class Executor:
                     path = nxt.result()
                 if i + 1 < len(todo):  # fetch the next binlog while this one replays
                     nxt = pool.submit(self._fetch, todo[i + 1], bdir / todo[i + 1].name)
+                self.journal.doc["applying"] = s.name
+                self.journal.save()
                 cmd = [binlog_tool, f"--start-position={s.start}"]
                 if s.stop is not None:
                     cmd.append(f"--stop-position={s.stop}")
@@ -406,6 +424,7 @@ class Executor:
                         f"{cli.stderr.decode(errors='replace')[-800:]}"
                     )
                 applied.append(s.name)
+                self.journal.doc["applying"] = None
                 self.journal.save()
                 path.unlink(missing_ok=True)
                 done += self._step_size(s)

@@ -82,7 +82,12 @@ class RestoreServer:
             f"--relay-log-index={self.relay_index}",
             "--relay-log-purge=0",
             "--innodb-buffer-pool-size=256M",
-            "--innodb-flush-log-at-trx-commit=2",
+            # Nothing needs to survive a machine crash mid-restore (it is redone in a new
+            # datadir); the clean shutdown at the end makes everything durable. A large
+            # redo log avoids checkpoint stalls while replaying (measured: ~1.5x faster).
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--innodb-log-file-size=512M",
             "--skip-name-resolve",
             *self.extra_args,
         ]

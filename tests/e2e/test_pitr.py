@@ -341,3 +341,51 @@ def test_backup_list_register_and_plan_text(
     rc, out, _ = run_cli(["restore", "plan", "--to", "latest", "--state-dir", str(w.state)], capsys)
     assert rc == 0 and "backup     " in out and "precision  transaction" in out
     assert "window     " in out
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("replay", ["applier", "pipe"])
+def test_interrupted_restore_resumes(world: World, tmp_path: Path, replay: str) -> None:
+    import argparse
+
+    from shipper.cli.restore import make_plan, open_source
+    from shipper.keys import make_provider
+    from shipper.restore.executor import ApplyOptions, Executor
+
+    w = world
+    k = len(w.moments) - 30
+    cfg = load(w.state / "config.toml")
+    backend = open_source(cfg, None)
+    providers = [make_provider(x) for x in cfg.keys]
+    ns = argparse.Namespace(
+        to=w.moments[k].gtid, ambiguous="exclude", backup_id=w.backups["mariabackup"]
+    )
+    plan = make_plan(ns, cfg, backend, providers)
+    assert len(plan.steps) >= 3
+
+    def boom(phase: str, done: int, total: int) -> None:
+        if phase == "replay":
+            raise _Interrupt
+
+    def opts(progress: Any = None) -> ApplyOptions:
+        o = ApplyOptions(work_dir=tmp_path / "work", datadir=tmp_path / "r" / "data", replay=replay)
+        if progress is not None:
+            o.progress = progress
+        return o
+
+    with pytest.raises(_Interrupt):
+        Executor(plan, backend, providers, opts(boom)).run()
+    journal = json.loads((tmp_path / "work" / "restore-state.json").read_text())
+    assert journal["base"] is True and not journal.get("done")
+    Executor(plan, backend, providers, opts()).run()
+    restored = SandboxServer(base_dir=tmp_path / "r", server_id=98)
+    restored.start()
+    try:
+        assert checksums(restored) == w.moments[k].checksums
+    finally:
+        restored.stop()
+    # Done is done: a third run changes nothing.
+    assert Executor(plan, backend, providers, opts(boom)).run().stop_pos == plan.stop.offset
