@@ -389,3 +389,39 @@ def test_interrupted_restore_resumes(world: World, tmp_path: Path, replay: str) 
         restored.stop()
     # Done is done: a third run changes nothing.
     assert Executor(plan, backend, providers, opts(boom)).run().stop_pos == plan.stop.offset
+
+
+def test_mysqldump_pipe_into_an_existing_server(
+    world: World,
+    mariadb_factory: Callable[..., SandboxServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    w = world
+    target = mariadb_factory(server_id=22)
+    k = len(w.moments) - 12
+    args = [
+        "restore",
+        "apply",
+        "--to",
+        w.moments[k].gtid,
+        "--state-dir",
+        str(w.state),
+        "--backup",
+        w.backups["mysqldump"],
+        "--target-dsn",
+        f"socket={target.socket_path},user=root",
+        "--replay",
+        "pipe",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--json",
+    ]
+    rc, _, err = run_cli(args, capsys)
+    assert rc == 0, err
+    assert checksums(target) == w.moments[k].checksums
+    # The applier needs the datadir; a mariabackup cannot be loaded into a running server.
+    rc, _, err = run_cli(
+        [*args[:-5], "--replay", "applier", "--work-dir", str(tmp_path / "w2")], capsys
+    )
+    assert rc == 12 and "--datadir" in err
