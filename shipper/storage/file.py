@@ -10,6 +10,7 @@ written *before* the object is linked, so an object never appears without it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from shipper.storage.base import ObjectInfo
 
 _META_SUFFIX = ".meta.json"
 _TMP_PREFIX = ".tmp-"
+_LOCK_NAME = ".lock"
 _BUF = 1 << 20
 
 
@@ -70,12 +72,20 @@ class FileBackend:
                 raise StorageError(f"{self.url}/{key}: declared size {size} but read {written}")
             meta_path = dest.with_name(dest.name + _META_SUFFIX)
             meta_doc = {"metadata": dict(metadata), "sha256": digest.hexdigest(), "size": size}
-            _write_atomic(meta_path, json.dumps(meta_doc, sort_keys=True).encode())
-            try:
-                os.link(tmp, dest)  # atomic "if none match": fails when dest exists
-            except FileExistsError:
-                raise PreconditionFailed(f"{self.url}/{key} already exists") from None
-            _fsync_dir(dest.parent)
+            # Only the publish step is serialised: under the directory lock, a writer that
+            # finds the key taken leaves the winner's sidecar alone, and one that publishes
+            # writes its sidecar before linking its data, so no reader sees data without
+            # its metadata. A sidecar left by a writer that crashed before linking is
+            # simply replaced by the next writer.
+            with _dir_lock(dest.parent):
+                if dest.exists():
+                    raise PreconditionFailed(f"{self.url}/{key} already exists")
+                _write_atomic(meta_path, json.dumps(meta_doc, sort_keys=True).encode())
+                try:
+                    os.link(tmp, dest)  # atomic "if none match" even without the lock
+                except FileExistsError:
+                    raise PreconditionFailed(f"{self.url}/{key} already exists") from None
+                _fsync_dir(dest.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -118,7 +128,11 @@ class FileBackend:
         keys: list[str] = []
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.endswith(_META_SUFFIX) or name.startswith(_TMP_PREFIX):
+                if (
+                    name.endswith(_META_SUFFIX)
+                    or name.startswith(_TMP_PREFIX)
+                    or name == _LOCK_NAME
+                ):
                     continue
                 key = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
                 if key.startswith(prefix):
@@ -160,6 +174,16 @@ class _Limited:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _dir_lock(directory: Path) -> Iterator[None]:
+    fd = os.open(directory / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

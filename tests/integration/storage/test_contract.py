@@ -127,23 +127,13 @@ def test_long_source_is_an_error_not_a_truncated_object(target: Target, size: in
         target.backend.stat("long")
 
 
-def test_object_created_during_upload_wins(target: Target, request: pytest.FixtureRequest) -> None:
+def test_object_created_during_upload_wins(target: Target) -> None:
     """Another host creates the key while our large upload is in flight: the
     conditional completion must refuse ours and keep theirs -- data and metadata."""
     if target.kind == "gcs":
         pytest.skip(
             "fake-gcs-server ignores ifGenerationMatch on resumable uploads "
             "(fsouza/fake-gcs-server#1967, fixed by PR #2260, newer than the wheel)"
-        )
-    if target.kind == "file":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "FileBackend writes the <key>.meta.json sidecar before os.link, so the losing "
-                    "writer replaces the winner's metadata (reported to the lead)"
-                ),
-            )
         )
     theirs = os.urandom(777)
     other = target.twin()
