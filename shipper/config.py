@@ -36,7 +36,7 @@ from shipper.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/binlog-shipper/config.toml")
 CLOUDS = ("aws", "gcp", "local")
-VERIFY_MODES = ("full", "prefix")
+VERIFY_MODES = ("auto", "full", "prefix")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,9 @@ class Config:
     chunk_size: int = 1 << 20
     primary: str = "local"
     direct_dual: bool = False
-    verify: str = "full"
+    #: "full": download and decrypt everything; "prefix": ranged read of header + first
+    #: chunk; "auto": prefix on s3:// and gs:// (the service checked our checksum), else full
+    verify: str = "auto"
     poll_interval: float = 10.0
     purge_warning_seconds: int = 3600
     metrics_port: int = 0
@@ -176,7 +178,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     chunk_size = top.get("chunk_size", int, 1 << 20)
     if not (1 << 12) <= chunk_size <= (1 << 26):
         raise ConfigError(f"chunk_size must be between 4096 and 67108864, got {chunk_size}")
-    verify = top.get("verify", str, "full")
+    verify = top.get("verify", str, "auto")
     if verify not in VERIFY_MODES:
         raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
     poll = float(top.get("poll_interval", (int, float), 10.0))
@@ -276,7 +278,7 @@ def render_default(
 tenant = {q(tenant)}
 state_dir = {q(str(state_dir))}
 compression_level = 3      # zstd level; 19 compresses ~1 MB/s: slower than a busy server writes
-verify = "full"            # read every object back and decrypt it before committing
+verify = "auto"            # full read-back on file://; header + first chunk on s3/gs
 
 [mysql]
 host = {q(mysql.host)}

@@ -471,7 +471,10 @@ class Shipper:
                 f"{backend.url}/{key}: metadata plaintext_sha256 does not match "
                 f"the staged binlog {info.name}"
             )
-        if self.cfg.verify == "prefix":
+        mode = self.cfg.verify
+        if mode == "auto":
+            mode = "prefix" if backend.url.startswith(("s3://", "gs://")) else "full"
+        if mode == "prefix":
             self._verify_prefix(backend, key, stat.size)
             return
         sink = _HashSink()

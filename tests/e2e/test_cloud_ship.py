@@ -122,3 +122,65 @@ def test_ship_to_both_clouds_and_fetch_from_either(
     versions = moto.s3.list_object_versions(Bucket=s3_bucket).get("Versions", [])
     assert cli(["run", "--once", "--state-dir", str(state)]) == 0
     assert moto.s3.list_object_versions(Bucket=s3_bucket).get("Versions", []) == versions
+
+
+def test_dry_run_exits_non_zero_when_a_check_is_denied(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    fake_gcs: FakeGcs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bucket that does not exist: `run --dry-run` says which check failed and exits 1;
+    `run --once` then fails too, and nothing is marked committed."""
+    server = mariadb_factory(server_id=32)
+    rotate(server, 2)
+    state = tmp_path / "state"
+    missing = "s3://no-such-bucket-here/archive"
+    _config(state, server, missing, f"gs://{fake_gcs.bucket()}/a", moto, moto.kms_key())
+    capsys.readouterr()
+    assert cli(["run", "--dry-run", "--state-dir", str(state)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    denied = [c for c in doc["checks"] if c["status"] == "denied"]
+    assert denied and all(c["target"] == missing for c in denied)
+    assert "no-such-bucket-here" in " ".join(c["detail"] for c in denied)
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 1
+    assert "no-such-bucket-here" in capsys.readouterr().out
+    with Manifest(state / "manifest.sqlite") as m:
+        assert not [r for r in m.all() if r.state in ("uploaded", "verified", "committed")]
+
+
+def test_auto_verification_on_cloud_targets_is_ranged(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    fake_gcs: FakeGcs,
+    tmp_path: Path,
+) -> None:
+    """verify = "auto" on s3/gs proves each object from its header and first chunk; a
+    tampered first chunk is caught by that check."""
+    from dataclasses import replace
+
+    from shipper.config import load
+    from shipper.errors import IntegrityError
+    from shipper.pipeline.ship import Shipper
+
+    server = mariadb_factory(server_id=33)
+    rotate(server, 2)
+    state = tmp_path / "state"
+    s3_url = f"s3://{moto.bucket()}/a"
+    _config(state, server, s3_url, f"gs://{fake_gcs.bucket()}/a", moto, moto.kms_key())
+    cfg = replace(load(state / "config.toml"), verify="auto")
+    shipper = Shipper(cfg)
+    assert shipper.run_once().ok
+    s3 = next(b for b in shipper.backends if b.url == s3_url)
+    row = shipper.manifest.get(closed_binlogs(server)[0])
+    assert row is not None and row.object_key
+    good = s3.open(row.object_key).read()
+    shipper._verify_prefix(s3, row.object_key, len(good))
+    bad = bytearray(good)
+    bad[len(bad) - 30] ^= 1  # inside the first (here: only) chunk
+    bucket, prefix = s3_url[5:].split("/", 1)
+    moto.s3.put_object(Bucket=bucket, Key=f"{prefix}/tampered", Body=bytes(bad))
+    with pytest.raises(IntegrityError):
+        shipper._verify_prefix(s3, "tampered", len(bad))
+    shipper.close()
