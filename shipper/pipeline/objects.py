@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
+
+from shipper.binlog import BinlogInfo
 
 OBJECT_SUFFIX = ".zst.enc"
 INDEX_SUFFIX = ".idx.zst.enc"
@@ -66,3 +69,40 @@ def build_metadata(fields: Mapping[str, object]) -> dict[str, str]:
         meta["gtid_set"] = meta["gtid_set"][:room]
         meta["gtid_set_truncated"] = "true"
     return meta
+
+
+def describe(
+    info: BinlogInfo, *, tenant: str, server_id: int, server_uuid: str, trace_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(object metadata fields, envelope header metadata) for a scanned binlog.
+
+    The object metadata is DESIGN.md's list; the header carries it too, plus what
+    does not fit in 2 KB of S3 metadata (the full GTID sets, the file's status).
+    """
+    fields: dict[str, Any] = {
+        "server_uuid": server_uuid,
+        "server_id": server_id,
+        "binlog_name": info.name,
+        "binlog_sequence": int(info.name.rsplit(".", 1)[-1]),
+        "gtid_set": info.gtid_executed_end,
+        "start_timestamp": utc_iso(info.first_timestamp),
+        "end_timestamp": utc_iso(info.last_timestamp),
+        "compression_algorithm": "zstd",
+        "plaintext_sha256": info.sha256,
+        "plaintext_size": info.size,
+        "format_version": FORMAT_VERSION,
+        "tenant": tenant,
+        "trace_id": trace_id,
+    }
+    if info.status != "complete":
+        fields["binlog_status"] = info.status
+    header = {
+        **fields,
+        "gtid_previous": info.gtid_previous,
+        "gtid_executed_end": info.gtid_executed_end,
+        "server_version": info.server_version,
+        "file_status": info.status,
+        "crc_error_at": info.crc_error_at,
+        "truncated_at": info.truncated_at,
+    }
+    return fields, header

@@ -15,32 +15,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
-import io
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
-from shipper import envelope
 from shipper.binlog import BinlogInfo, scan_file
 from shipper.config import Config
-from shipper.errors import (
-    BinlogFormatError,
-    IntegrityError,
-    PreconditionFailed,
-    ShipperError,
-    StateError,
-)
+from shipper.errors import BinlogFormatError, IntegrityError, ShipperError, StateError
 from shipper.keys import KeyProvider, make_provider
 from shipper.manifest import Manifest, binlog_sequence
 from shipper.pipeline import objects
 from shipper.pipeline.discover import ServerState, read_state
-from shipper.resilience import retrying
+from shipper.pipeline.stage import file_identity, stage, staged_files, staged_name, unstage
+from shipper.pipeline.upload import ConflictHook, ObjectWriter, SealedBinlog
 from shipper.storage import StorageBackend, open_backend
 from shipper.telemetry import Metrics, new_trace_id
 
@@ -89,6 +79,12 @@ class Shipper:
             list(providers) if providers is not None else [make_provider(k) for k in cfg.keys]
         )
         self.metrics = metrics or Metrics()
+        self.writer = ObjectWriter(
+            providers=self.providers,
+            level=cfg.compression_level,
+            chunk_size=cfg.chunk_size,
+            verify_mode=cfg.verify,
+        )
 
     def _check_state_dir(self) -> None:
         try:
@@ -184,9 +180,7 @@ class Shipper:
     def _sweep_staging(self) -> None:
         """Drop staged copies of binlogs that are already done (a crash after commit)."""
         for path in self.staging.iterdir():
-            name = path.name.removesuffix(objects.OBJECT_SUFFIX).removesuffix(".tmp")
-            name = name.removesuffix(objects.OBJECT_SUFFIX).removesuffix(".copying")
-            row = self.manifest.get(name)
+            row = self.manifest.get(staged_name(path))
             if row is not None and row.state in ("committed", "flagged", "gap"):
                 path.unlink(missing_ok=True)
 
@@ -240,13 +234,12 @@ class Shipper:
         started = time.monotonic()
         row = self.manifest.get(name)
         assert row is not None
-        staged = self.staging / name
+        staged, sealed = staged_files(self.staging, name)
         if row.state == "discovered":
             try:
-                self._stage(binlog_dir / name, staged)
+                stage(binlog_dir / name, staged)
             except FileNotFoundError:
-                result = PassResult()
-                self._mark_gap(name, "purged by the server before it was shipped", result)
+                self._mark_gap(name, "purged by the server before it was shipped", PassResult())
                 return "gaps"
             row = self.manifest.advance(name, "staged")
         if not staged.exists():
@@ -262,75 +255,46 @@ class Shipper:
             )
         if info.first_timestamp is None:
             raise BinlogFormatError(f"binlog {name} has no events: nothing to date it by")
+        self._record_scan(name, info)
         server_id = info.server_id if info.server_id is not None else state.server_id
         flagged = info.crc_error_at is not None
         if flagged:
             key = objects.quarantine_key(self.cfg.tenant_prefix, server_id, name, info.sha256)
         else:
             key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp, name)
-        self._record_scan(name, info)
         trace_id = new_trace_id()
-        context = {"tenant": self.cfg.tenant, "server_id": str(server_id), "binlog_name": name}
-        meta_fields: dict[str, Any] = {
-            "server_uuid": state.server_uuid,
-            "server_id": server_id,
-            "binlog_name": name,
-            "binlog_sequence": binlog_sequence(name),
-            "gtid_set": info.gtid_executed_end,
-            "start_timestamp": objects.utc_iso(info.first_timestamp),
-            "end_timestamp": objects.utc_iso(info.last_timestamp),
-            "compression_algorithm": "zstd",
-            "plaintext_sha256": info.sha256,
-            "plaintext_size": info.size,
-            "format_version": objects.FORMAT_VERSION,
-            "tenant": self.cfg.tenant,
-            "trace_id": trace_id,
-        }
-        if info.status != "complete":
-            meta_fields["binlog_status"] = info.status
-        header_meta = {
-            **meta_fields,
-            "gtid_previous": info.gtid_previous,
-            "gtid_executed_end": info.gtid_executed_end,
-            "server_version": info.server_version,
-            "file_status": info.status,
-            "crc_error_at": info.crc_error_at,
-            "truncated_at": info.truncated_at,
-        }
-        metadata = objects.build_metadata(meta_fields)
-
+        fields, header_meta = objects.describe(
+            info,
+            tenant=self.cfg.tenant,
+            server_id=server_id,
+            server_uuid=state.server_uuid,
+            trace_id=trace_id,
+        )
+        b = SealedBinlog(
+            name=name,
+            staged=staged,
+            sealed=sealed,
+            sha256=info.sha256,
+            size=info.size,
+            context={"tenant": self.cfg.tenant, "server_id": str(server_id), "binlog_name": name},
+            header_meta=header_meta,
+            metadata=objects.build_metadata(fields),
+        )
         final_keys: list[str] = []
         outcome = "already"
         for backend in self.backends:
-            k, uploaded = self._upload(backend, key, staged, info, context, header_meta, metadata)
-            if uploaded:
-                outcome = "shipped"
-            self._verify(backend, k, info)
-            final_keys.append(k)
+            k, wrote = self.writer.put(backend, key, b, self._lineage_conflict(name))
+            outcome = "shipped" if wrote else outcome
+            self.writer.verify(backend, k, b)
             if not flagged:
-                self._upload_index(backend, k, info, context, header_meta)
-        targets = [b.url for b in self.backends]
+                self.writer.put_index(backend, k, info.index.to_bytes(), b, self.cfg.tenant)
+            final_keys.append(k)
+        targets = [be.url for be in self.backends]
         self.manifest.reach(name, "uploaded", object_key=final_keys[0], targets=targets)
         self.manifest.reach(name, "verified")
         if flagged:
-            self.manifest.advance(
-                name,
-                "flagged",
-                error=f"event checksum mismatch at offset "
-                f"{info.crc_error_at}; quarantined at {final_keys[0]}",
-            )
-            self.manifest.journal(
-                "flagged", name, {"crc_error_at": info.crc_error_at, "key": final_keys[0]}
-            )
-            self.metrics.flagged.inc()
-            log.error(
-                "binlog %s: event checksum mismatch at offset %s; archived to quarantine "
-                "key %s and NOT counted as restorable",
-                name,
-                info.crc_error_at,
-                final_keys[0],
-            )
             outcome = "flagged"
+            self._flag(name, info.crc_error_at, final_keys[0])
         else:
             if info.status != "complete":
                 self.manifest.journal(info.status, name, {"truncated_at": info.truncated_at})
@@ -343,10 +307,26 @@ class Shipper:
             self.metrics.shipped.inc()
             self.metrics.bytes.inc(info.size)
             self.metrics.last_commit.set(time.time())
-        self._unstage(name)
+        unstage(self.staging, name)
         self.metrics.duration.observe(time.monotonic() - started)
         log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, trace_id)
         return outcome
+
+    def _flag(self, name: str, crc_error_at: int | None, key: str) -> None:
+        self.manifest.advance(
+            name,
+            "flagged",
+            error=f"event checksum mismatch at offset {crc_error_at}; quarantined at {key}",
+        )
+        self.manifest.journal("flagged", name, {"crc_error_at": crc_error_at, "key": key})
+        self.metrics.flagged.inc()
+        log.error(
+            "binlog %s: event checksum mismatch at offset %s; archived to quarantine key "
+            "%s and NOT counted as restorable",
+            name,
+            crc_error_at,
+            key,
+        )
 
     def _record_scan(self, name: str, info: BinlogInfo) -> None:
         self.manifest.update(
@@ -362,215 +342,17 @@ class Shipper:
             file_status=info.status,
         )
 
-    def _stage(self, src: Path, dst: Path) -> None:
-        """Hardlink (or copy, across filesystems) the closed binlog into the state dir.
-
-        A hardlink keeps the bytes even if the server purges the binlog meanwhile.
-        A copy goes to a temp name first, so a crash never leaves a partial stage.
-        """
-        if dst.exists():
-            return
-        try:
-            os.link(src, dst)
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                if e.errno == errno.ENOENT:
-                    raise FileNotFoundError(str(src)) from e
-                raise StateError(f"cannot stage {src} into {dst.parent}: {e.strerror}") from e
-            tmp = dst.with_name(dst.name + ".copying")
-            shutil.copyfile(src, tmp)
-            with tmp.open("rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-        with contextlib.suppress(PermissionError):
-            os.chmod(dst, 0o600)
-
-    def _seal_to_file(
-        self, src: Path, context: dict[str, str], header_meta: dict[str, Any], dest: Path
-    ) -> envelope.SealResult:
-        tmp = dest.with_name(dest.name + ".tmp")
-        with src.open("rb") as fin, tmp.open("wb") as fout:
-            res = envelope.seal(
-                fin,
-                fout,
-                providers=self.providers,
-                context=context,
-                metadata=header_meta,
-                level=self.cfg.compression_level,
-                chunk_size=self.cfg.chunk_size,
-            )
-        os.replace(tmp, dest)
-        return res
-
-    def _upload(
-        self,
-        backend: StorageBackend,
-        key: str,
-        staged: Path,
-        info: BinlogInfo,
-        context: dict[str, str],
-        header_meta: dict[str, Any],
-        metadata: dict[str, str],
-    ) -> tuple[str, bool]:
-        """Put the sealed object at ``key``; returns (final key, whether we wrote it)."""
-        candidates = [key, objects.lineage_key(key, info.sha256)]
-        sealed = staged.with_name(staged.name + objects.OBJECT_SUFFIX)
-        for k in candidates:
-            existing = _stat_or_none(backend, k)
-            if existing is not None:
-                if existing.metadata.get("plaintext_sha256") == info.sha256:
-                    return k, False  # already archived by an earlier attempt
-                self._lineage_conflict(backend, k, info, existing.metadata)
-                continue
-            if not sealed.exists():
-                self._seal_to_file(staged, context, header_meta, sealed)
-            size = sealed.stat().st_size
-            try:
-                with sealed.open("rb") as f:
-                    retrying(lambda f=f, k=k, size=size: _put(backend, k, f, size, metadata))
-                return k, True
-            except PreconditionFailed:
-                # Lost a race (or the stat above was stale): decide again on what is there now.
-                existing = _stat_or_none(backend, k)
-                if (
-                    existing is not None
-                    and existing.metadata.get("plaintext_sha256") == info.sha256
-                ):
-                    return k, False
-                self._lineage_conflict(backend, k, info, existing.metadata if existing else {})
-        raise IntegrityError(
-            f"binlog {info.name}: both {candidates[0]} and its lineage key "
-            f"{candidates[1]} hold other files on {backend.url}; refusing to "
-            "overwrite"
-        )
-
-    def _lineage_conflict(
-        self, backend: StorageBackend, key: str, info: BinlogInfo, other: Any
-    ) -> None:
-        detail = {
-            "target": backend.url,
-            "key": key,
-            "ours_sha256": info.sha256,
-            "theirs_sha256": dict(other).get("plaintext_sha256", ""),
-        }
-        self.manifest.journal("lineage_conflict", info.name, detail)
-        self.metrics.lineage.inc()
-        log.error(
-            "LINEAGE CONFLICT: %s on %s holds a different %s (RESET MASTER or a rebuilt "
-            "server?); not overwriting it, storing ours under a lineage key",
-            key,
-            backend.url,
-            info.name,
-        )
-
-    def _verify(self, backend: StorageBackend, key: str, info: BinlogInfo) -> None:
-        """Read the object back, decrypt it and compare its plaintext with the staged file."""
-        stat = backend.stat(key)
-        if stat.metadata.get("plaintext_sha256") != info.sha256:
-            raise IntegrityError(
-                f"{backend.url}/{key}: metadata plaintext_sha256 does not match "
-                f"the staged binlog {info.name}"
-            )
-        mode = self.cfg.verify
-        if mode == "auto":
-            mode = "prefix" if backend.url.startswith(("s3://", "gs://")) else "full"
-        if mode == "prefix":
-            self._verify_prefix(backend, key, stat.size)
-            return
-        sink = _HashSink()
-        with contextlib.closing(backend.open(key)) as src:
-            res = envelope.unseal(src, sink, providers=self.providers)
-        if res.plaintext_sha256 != info.sha256 or res.plaintext_size != info.size:
-            raise IntegrityError(
-                f"{backend.url}/{key}: decrypted object does not match the "
-                f"staged binlog {info.name} (sha256 {res.plaintext_sha256})"
+    def _lineage_conflict(self, name: str) -> ConflictHook:
+        def hook(backend: StorageBackend, key: str, theirs: str) -> None:
+            detail = {"target": backend.url, "key": key, "theirs_sha256": theirs}
+            self.manifest.journal("lineage_conflict", name, detail)
+            self.metrics.lineage.inc()
+            log.error(
+                "LINEAGE CONFLICT: %s on %s holds a different %s (RESET MASTER or a "
+                "rebuilt server?); not overwriting it, storing ours under a lineage key",
+                key,
+                backend.url,
+                name,
             )
 
-    def _verify_prefix(self, backend: StorageBackend, key: str, size: int) -> None:
-        """Prove the object decryptable without downloading it: a ranged read of the
-        header and the first chunk, the data key unwrapped, chunk 0 authenticated.
-        (The service already checked the whole body against our checksum on upload.)"""
-        probe = min(size, 64 << 10)
-        with contextlib.closing(backend.open(key, 0, probe)) as f:
-            data = f.read()
-        header = envelope.read_header(io.BytesIO(data))
-        span = min(size, envelope.first_chunk_span(header))
-        if span > len(data):
-            with contextlib.closing(backend.open(key, 0, span)) as f:
-                data = f.read()
-        envelope.verify_prefix(data[:span], providers=self.providers)
-
-    def _upload_index(
-        self,
-        backend: StorageBackend,
-        key: str,
-        info: BinlogInfo,
-        context: dict[str, str],
-        header_meta: dict[str, Any],
-    ) -> None:
-        """Store the transaction index beside the binlog object (sealed like it)."""
-        ikey = objects.index_key(key)
-        if _stat_or_none(backend, ikey) is not None:
-            return
-        data = info.index.to_bytes()
-        out = io.BytesIO()
-        envelope.seal(
-            io.BytesIO(data),
-            out,
-            providers=self.providers,
-            context={**context, "kind": "txindex"},
-            metadata={"binlog_name": info.name, "plaintext_sha256": info.sha256},
-            level=self.cfg.compression_level,
-        )
-        meta = objects.build_metadata(
-            {
-                "binlog_name": info.name,
-                "kind": "txindex",
-                "binlog_plaintext_sha256": info.sha256,
-                "tenant": self.cfg.tenant,
-            }
-        )
-        with contextlib.suppress(PreconditionFailed):
-            out.seek(0)
-            retrying(lambda: _put(backend, ikey, out, len(out.getvalue()), meta))
-
-    def _unstage(self, name: str) -> None:
-        for p in (self.staging / name, self.staging / (name + objects.OBJECT_SUFFIX)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-
-
-def file_identity(path: Path) -> str:
-    """sha256 of a binlog's first 4 KiB: its format description event, dated to the
-    second it was created, tells two files of the same name apart."""
-    with path.open("rb") as f:
-        return hashlib.sha256(f.read(4096)).hexdigest()
-
-
-class _HashSink:
-    """A write-only file that only hashes (verification needs no plaintext on disk)."""
-
-    def __init__(self) -> None:
-        self.h = hashlib.sha256()
-        self.n = 0
-
-    def write(self, b: bytes) -> int:
-        self.h.update(b)
-        self.n += len(b)
-        return len(b)
-
-
-def _stat_or_none(backend: StorageBackend, key: str) -> Any:
-    from shipper.errors import ObjectNotFound
-
-    try:
-        return backend.stat(key)
-    except ObjectNotFound:
-        return None
-
-
-def _put(
-    backend: StorageBackend, key: str, f: IO[bytes], size: int, metadata: dict[str, str]
-) -> Any:
-    f.seek(0)
-    return backend.put(key, f, size=size, metadata=metadata)  # type: ignore[arg-type]
+        return hook

@@ -176,11 +176,11 @@ def test_auto_verification_on_cloud_targets_is_ranged(
     row = shipper.manifest.get(closed_binlogs(server)[0])
     assert row is not None and row.object_key
     good = s3.open(row.object_key).read()
-    shipper._verify_prefix(s3, row.object_key, len(good))
+    shipper.writer.verify_prefix(s3, row.object_key, len(good))
     bad = bytearray(good)
     bad[len(bad) - 30] ^= 1  # inside the first (here: only) chunk
     bucket, prefix = s3_url[5:].split("/", 1)
     moto.s3.put_object(Bucket=bucket, Key=f"{prefix}/tampered", Body=bytes(bad))
     with pytest.raises(IntegrityError):
-        shipper._verify_prefix(s3, "tampered", len(bad))
+        shipper.writer.verify_prefix(s3, "tampered", len(bad))
     shipper.close()

@@ -15,6 +15,7 @@ from shipper.errors import StateError
 from shipper.keys.local import LocalKeyring
 from shipper.manifest import Manifest
 from shipper.pipeline.ship import Shipper
+from shipper.pipeline.stage import stage
 from shipper.sandbox import SandboxServer
 from shipper.storage.file import FileBackend
 from tests.helpers import closed_binlogs, load, rotate, write_config
@@ -167,7 +168,7 @@ def test_purged_after_staging_still_ships(server: SandboxServer, tmp_path: Path)
     first = names[0]
     original = sha(server.binlog_dir / first)
     shipper.manifest.discover(first)
-    shipper._stage(server.binlog_dir / first, shipper.staging / first)
+    stage(server.binlog_dir / first, shipper.staging / first)
     shipper.manifest.advance(first, "staged")
     server.purge_binary_logs_to(names[1])
     res = shipper.run_once()
@@ -329,14 +330,14 @@ def test_prefix_verification_authenticates_the_first_chunk(
     assert shipper.run_once().ok
     backend = FileBackend(state / "archive")
     key = archived(state)[closed_binlogs(server)[0]]
-    shipper._verify_prefix(backend, key, backend.stat(key).size)
+    shipper.writer.verify_prefix(backend, key, backend.stat(key).size)
     path = state / "archive" / key
     data = bytearray(path.read_bytes())
     header_size = len(data) - 200 if len(data) < 600 else 600
     data[header_size] ^= 0x10  # inside chunk 0 (or the header): must not verify
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        shipper._verify_prefix(backend, key, len(data))
+        shipper.writer.verify_prefix(backend, key, len(data))
     shipper.close()
 
 
