@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def add_parser(sub: Any) -> None:
     ap.add_argument(
         "--work-dir",
         type=Path,
-        help="scratch space and resume journal (default: STATE_DIR/restore)",
+        help="scratch space and resume journal (default: one per destination under "
+        "STATE_DIR/restore/)",
     )
     ap.add_argument(
         "--backup-location",
@@ -211,6 +213,12 @@ class _Bar:
         self.progress.update(self.tasks[phase], completed=done, total=total)
 
 
+def default_work_dir(cfg: Config, args: argparse.Namespace) -> Path:
+    """One work dir (and resume journal) per restore destination."""
+    into = str(args.datadir.resolve()) if args.datadir else args.target_dsn
+    return cfg.state_dir / "restore" / hashlib.sha256(into.encode()).hexdigest()[:12]
+
+
 def run_apply(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     backend = open_source(cfg, args.source)
@@ -220,7 +228,7 @@ def run_apply(args: argparse.Namespace) -> int:
         print(describe(plan), flush=True)
     bar = _Bar()
     opts = ApplyOptions(
-        work_dir=args.work_dir or (cfg.state_dir / "restore"),
+        work_dir=args.work_dir or default_work_dir(cfg, args),
         datadir=args.datadir.resolve() if args.datadir else None,
         target=Conn.parse(args.target_dsn) if args.target_dsn else None,
         replay=args.replay,

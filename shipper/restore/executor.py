@@ -71,9 +71,10 @@ class ApplyResult:
 
 
 class _Journal:
-    def __init__(self, path: Path, plan: Plan) -> None:
+    def __init__(self, path: Path, plan: Plan, into: str) -> None:
         self.path = path
         ident = {
+            "into": into,
             "backup": plan.backup.id,
             "stop": str(plan.stop),
             "binlogs": [s.name for s in plan.steps],
@@ -120,7 +121,8 @@ class Executor:
         self.providers = list(providers)
         self.opts = opts
         opts.work_dir.mkdir(parents=True, exist_ok=True)
-        self.journal = _Journal(opts.work_dir / "restore-state.json", plan)
+        into = str(opts.datadir) if opts.datadir is not None else cast(Conn, opts.target).describe()
+        self.journal = _Journal(opts.work_dir / "restore-state.json", plan, into)
         self.server: RestoreServer | None = None
         self.times: dict[str, float] = {}
 
