@@ -425,3 +425,32 @@ def test_mysqldump_pipe_into_an_existing_server(
         [*args[:-5], "--replay", "applier", "--work-dir", str(tmp_path / "w2")], capsys
     )
     assert rc == 12 and "--datadir" in err
+
+
+def test_gap_in_the_archive_is_refused(
+    mariadb_factory: Callable[..., SandboxServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.helpers import rotate
+
+    server = mariadb_factory(server_id=23)
+    state = tmp_path / "state"
+    write_config(state, server, tenant="gap")
+    rotate(server, 1, rows=50)
+    assert cli(["backup", "take", "--tool", "mysqldump", "--state-dir", str(state)]) == 0
+    rotate(server, 1, rows=50)
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 0
+    # Two binlogs are purged before the shipper sees them: a gap.
+    rotate(server, 3, rows=50)
+    last = server.binary_logs()[-2][0]
+    for _ in range(100):  # the server keeps a binlog until its checkpoint is durable
+        server.execute(f"PURGE BINARY LOGS TO '{last}'")
+        if server.binary_logs()[0][0] == last:
+            break
+        time.sleep(0.1)
+    assert server.binary_logs()[0][0] == last
+    cli(["run", "--once", "--state-dir", str(state)])
+    rc, out, err = run_cli(["restore", "plan", "--to", "latest", "--state-dir", str(state)], capsys)
+    assert rc == 12 and "is missing from the archive" in err, (err, out)
+    assert "restore to a point before it, or from a backup taken after it" in err
