@@ -358,7 +358,11 @@ class Executor:
                 self.opts.progress("replay", min(done, total), total)
             if st.get("Slave_SQL_Running") != "Yes":
                 break
-            time.sleep(0.1)
+            # Block (up to 1 s) in the server until the applier reaches the stop, rather
+            # than polling: every poll is a client process competing for the CPU.
+            wait = run_sql(server.conn, f"SELECT MASTER_POS_WAIT('{stop.file}', {stop.offset}, 1)")
+            if not wait or wait[0][0] == "NULL":
+                time.sleep(0.1)  # the SQL thread is not running (stopping, or an error)
         if (cur, pos) != (stop.file, stop.offset):
             raise RestoreError(
                 f"the applier stopped at {cur}:{pos}, not at the planned stop "
