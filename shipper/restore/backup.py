@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -233,8 +234,11 @@ def take(
         for store in stores:
             put_file(store, key, spool, meta)
             verify(store, key, providers, sha)
+        log.unlink(missing_ok=True)  # kept only when the tool failed
     finally:
         spool.unlink(missing_ok=True)
+        shutil.rmtree(lsn_dir, ignore_errors=True)
+        shutil.rmtree(work_dir / f"{backup_id}.tmp", ignore_errors=True)
     return {
         "id": backup_id,
         "tool": tool,
