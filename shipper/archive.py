@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Sequence
@@ -90,6 +91,46 @@ def fetch_to_file(
     return FetchResult(
         key=key, path=dest, plaintext_size=res.plaintext_size, plaintext_sha256=res.plaintext_sha256
     )
+
+
+def read_object(backend: StorageBackend, key: str, providers: Sequence[KeyProvider]) -> bytes:
+    """Decrypt a small object (a transaction index) into memory."""
+    out = io.BytesIO()
+    with contextlib.closing(backend.open(key)) as src:
+        envelope.unseal(src, out, providers=providers)
+    return out.getvalue()
+
+
+def verify_object(
+    backend: StorageBackend,
+    key: str,
+    providers: Sequence[KeyProvider],
+    plaintext_sha256: str,
+    plaintext_size: int | None = None,
+) -> None:
+    """Read ``key`` back in full, decrypt and decompress it into a hash sink (no plaintext
+    on disk); its plaintext must have ``plaintext_sha256`` (and ``plaintext_size``)."""
+    sink = HashSink()
+    with contextlib.closing(backend.open(key)) as src:
+        res = envelope.unseal(src, sink, providers=providers)  # type: ignore[arg-type]
+    if res.plaintext_sha256 != plaintext_sha256 or (
+        plaintext_size is not None and res.plaintext_size != plaintext_size
+    ):
+        raise IntegrityError(
+            f"{backend.url}/{key}: read back as {res.plaintext_size} bytes "
+            f"with sha256 {res.plaintext_sha256}, expected {plaintext_sha256}"
+        )
+
+
+class HashSink:
+    """A write-only file that only hashes what it is given."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def write(self, b: bytes) -> int:
+        self.h.update(b)
+        return len(b)
 
 
 def sha256_file(path: Path) -> str:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shipper.archive import read_object
 from shipper.binlog.index import TransactionIndex
 from shipper.cli.common import add_config_args, load_config, print_json
 from shipper.config import Config
@@ -15,7 +16,6 @@ from shipper.errors import ConfigError, StateError
 from shipper.keys import make_provider
 from shipper.manifest import Manifest
 from shipper.pipeline import objects
-from shipper.restore import store as restore_store
 from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
 from shipper.restore.model import ArchivedBinlog, BackupInfo, iso_us, parse_target
 from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore
@@ -138,7 +138,7 @@ def make_plan(
     def load_index(row: ArchivedBinlog) -> TransactionIndex:
         if not row.object_key:
             raise StateError(f"binlog {row.name} has no object key in the manifest")
-        data = restore_store.read_bytes(backend, objects.index_key(row.object_key), providers)
+        data = read_object(backend, objects.index_key(row.object_key), providers)
         return TransactionIndex.from_bytes(data)
 
     return plan_restore(

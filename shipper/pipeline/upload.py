@@ -10,7 +10,7 @@ and ours goes to the lineage key. Nothing is ever overwritten.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import io
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shipper import envelope
+from shipper.archive import verify_object
 from shipper.errors import IntegrityError, ObjectNotFound, PreconditionFailed
 from shipper.keys import KeyProvider
 from shipper.pipeline import objects
@@ -82,7 +83,7 @@ class ObjectWriter:
             size = b.sealed.stat().st_size
             try:
                 with b.sealed.open("rb") as f:
-                    retrying(lambda f=f, k=k, size=size: _put(backend, k, f, size, b.metadata))
+                    retrying(functools.partial(_put, backend, k, f, size, b.metadata))
                 return k, True
             except PreconditionFailed:
                 # Lost a race (or the stat above was stale): decide on what is there now.
@@ -110,14 +111,7 @@ class ObjectWriter:
         if mode == "prefix":
             self.verify_prefix(backend, key, stat.size)
             return
-        sink = _HashSink()
-        with contextlib.closing(backend.open(key)) as src:
-            res = envelope.unseal(src, sink, providers=self.providers)
-        if res.plaintext_sha256 != b.sha256 or res.plaintext_size != b.size:
-            raise IntegrityError(
-                f"{backend.url}/{key}: decrypted object does not match the "
-                f"staged binlog {b.name} (sha256 {res.plaintext_sha256})"
-            )
+        verify_object(backend, key, self.providers, b.sha256, b.size)
 
     def verify_prefix(self, backend: StorageBackend, key: str, size: int) -> None:
         """Prove the object decryptable without downloading it: a ranged read of the
@@ -166,17 +160,6 @@ def stat_or_none(backend: StorageBackend, key: str) -> ObjectInfo | None:
         return backend.stat(key)
     except ObjectNotFound:
         return None
-
-
-class _HashSink:
-    """A write-only file that only hashes (verification needs no plaintext on disk)."""
-
-    def __init__(self) -> None:
-        self.h = hashlib.sha256()
-
-    def write(self, b: bytes) -> int:
-        self.h.update(b)
-        return len(b)
 
 
 def _put(

@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from shipper import envelope
+from shipper.archive import verify_object
 from shipper.errors import RestoreError
 from shipper.keys.base import KeyProvider
 from shipper.pipeline import objects
-from shipper.restore.store import HashingReader, ObjectStore, put_file, verify
+from shipper.restore.store import HashingReader, put_file
 from shipper.restore.tools import Conn, find_tool, scalar
+from shipper.storage.base import StorageBackend
 
 TOOLS = ("mariabackup", "mysqldump")
 _CHANGE_MASTER = re.compile(
@@ -127,7 +129,7 @@ def _gtid_of(conn: Conn, c: Coordinates) -> str:
 def take(
     tool: str,
     conn: Conn,
-    stores: Sequence[ObjectStore],
+    stores: Sequence[StorageBackend],
     providers: Sequence[KeyProvider],
     *,
     tenant: str,
@@ -233,7 +235,7 @@ def take(
         )
         for store in stores:
             put_file(store, key, spool, meta)
-            verify(store, key, providers, sha)
+            verify_object(store, key, providers, sha)
         log.unlink(missing_ok=True)  # kept only when the tool failed
     finally:
         spool.unlink(missing_ok=True)

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from shipper import envelope
+from shipper.archive import fetch_to_file
 from shipper.errors import IntegrityError, RestoreError
 from shipper.keys.base import KeyProvider
 from shipper.restore.model import ArchivedBinlog
 from shipper.restore.planner import Plan, Step
 from shipper.restore.server import RestoreServer
-from shipper.restore.store import ObjectStore, fetch
 from shipper.restore.tools import Conn, check_call, find_tool, run_sql, run_sql_dicts
+from shipper.storage.base import StorageBackend
 
 log = logging.getLogger(__name__)
 REPLAY_PATHS = ("applier", "pipe")
@@ -97,7 +98,11 @@ class _Journal:
 
 class Executor:
     def __init__(
-        self, plan: Plan, store: ObjectStore, providers: Sequence[KeyProvider], opts: ApplyOptions
+        self,
+        plan: Plan,
+        store: StorageBackend,
+        providers: Sequence[KeyProvider],
+        opts: ApplyOptions,
     ) -> None:
         if opts.replay not in REPLAY_PATHS:
             raise RestoreError(f"--replay must be one of {', '.join(REPLAY_PATHS)}")
@@ -293,7 +298,7 @@ class Executor:
             raise RestoreError(f"binlog {step.name} has no object key in the manifest")
         if dest.exists() and step.sha256 and _sha256(dest) == step.sha256:
             return dest
-        got = fetch(self.store, step.object_key, self.providers, dest)
+        got = fetch_to_file(self.store, step.object_key, self.providers, dest).plaintext_sha256
         if step.sha256 and got != step.sha256:
             raise IntegrityError(
                 f"binlog {step.name}: archive copy has sha256 {got}, the "

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from shipper.errors import ObjectNotFound, PermissionDenied, PreconditionFailed, StorageError
 from shipper.storage.base import ObjectInfo
@@ -103,7 +103,7 @@ class FileBackend:
             f.seek(offset)
         if length is None:
             return f
-        return _Limited(f, length)
+        return cast(BinaryIO, _Limited(f, length))
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)

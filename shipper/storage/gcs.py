@@ -293,7 +293,7 @@ class _Exact:
 
 
 def _make_client(project: str | None) -> Any:
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     if emulator:
