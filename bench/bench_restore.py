@@ -63,6 +63,10 @@ END
 """
 
 
+DURABLE = ["--innodb-flush-log-at-trx-commit=1", "--innodb-doublewrite=1"]
+STOCK = "raw pipe, server on MariaDB's durable defaults"
+
+
 def cli_json(args: list[str]) -> Any:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -95,9 +99,14 @@ def main() -> int:
         default=[],
         help="extra mariadbd option for our restores (e.g. --slave-parallel-threads=4)",
     )
+    ap.add_argument(
+        "--stock-raw",
+        action="store_true",
+        help="also time the raw pipe into a server on MariaDB's durable defaults",
+    )
     args = ap.parse_args()
     if args.durable:
-        args.server_option += ["--innodb-flush-log-at-trx-commit=1", "--innodb-doublewrite=1"]
+        args.server_option += DURABLE
     tmp = Path(tempfile.mkdtemp(prefix="bench-restore-"))
     server = SandboxServer(base_dir=tmp / "src", server_id=31, max_binlog_size=64 << 20)
     try:
@@ -170,10 +179,10 @@ def main() -> int:
             )
             return doc["result"]["seconds"]  # type: ignore[no-any-return]
 
-        def raw_run(d: Path) -> tuple[float, str]:
+        def raw_run(d: Path, server_args: list[str]) -> tuple[float, str]:
             # Base only (target = the backup's own position), then the pipe by hand.
             apply(d, base_pos, [])
-            srv = RestoreServer(d / "data", extra_args=args.server_option)
+            srv = RestoreServer(d / "data", extra_args=server_args)
             try:
                 srv.start()
                 t = time.monotonic()
@@ -208,10 +217,14 @@ def main() -> int:
                 srv.close()
 
         paths = {
-            "raw mariadb-binlog | mariadb (plaintext)": lambda d: raw_run(d),
+            "raw mariadb-binlog | mariadb (plaintext)": lambda d: raw_run(d, args.server_option),
             "ours: restore apply (applier)": lambda d: ours_run(d, opts),
             "ours: restore apply --replay pipe": lambda d: ours_run(d, ["--replay", "pipe", *opts]),
         }
+        if args.stock_raw:
+            # What a DBA gets typing the pipe into a server on MariaDB's own defaults
+            # (durable commits, doublewrite), beside ours on its restore settings.
+            paths[STOCK] = lambda d: raw_run(d, [*args.server_option, *DURABLE])
         runs: dict[str, list[float]] = {k: [] for k in paths}
         sums: dict[str, set[str]] = {k: set() for k in paths}
         for r in range(args.rounds):  # alternate, so background load hits every path alike
@@ -239,6 +252,10 @@ def main() -> int:
                 f"| {cell} | {best:.1f} | {mb / best:.1f} | {raw_best / best:.2f}x | "
                 f"{', '.join(f'{x:.1f}' for x in times)} | {', '.join(sorted(sums[label]))} |"
             )
+        if args.stock_raw:
+            stock = min(runs[STOCK])
+            for label in list(paths)[1:3]:
+                print(f"{label} vs {STOCK}: {stock / min(runs[label]):.2f}x")
         print(f"source checksum {source_sum}")
         ok = all(v == {source_sum} for v in sums.values())
         print("checksums equal" if ok else "CHECKSUM MISMATCH")
