@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS binlogs (
     size            INTEGER,
     sha256          TEXT,
     server_id       INTEGER,
+    server_uuid     TEXT,
     server_version  TEXT,
     first_ts        INTEGER,
     last_ts         INTEGER,
@@ -97,6 +98,7 @@ _COLUMNS = (
     "size",
     "sha256",
     "server_id",
+    "server_uuid",
     "server_version",
     "first_ts",
     "last_ts",
@@ -127,6 +129,8 @@ class BinlogRow:
     size: int | None
     sha256: str | None
     server_id: int | None
+    #: @@server_uuid (MySQL); empty on MariaDB, which has none
+    server_uuid: str | None
     server_version: str | None
     first_ts: int | None
     last_ts: int | None

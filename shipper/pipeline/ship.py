@@ -255,7 +255,7 @@ class Shipper:
             )
         if info.first_timestamp is None:
             raise BinlogFormatError(f"binlog {name} has no events: nothing to date it by")
-        self._record_scan(name, info)
+        self._record_scan(name, info, state.server_uuid)
         server_id = info.server_id if info.server_id is not None else state.server_id
         flagged = info.crc_error_at is not None
         if flagged:
@@ -328,9 +328,10 @@ class Shipper:
             key,
         )
 
-    def _record_scan(self, name: str, info: BinlogInfo) -> None:
+    def _record_scan(self, name: str, info: BinlogInfo, server_uuid: str) -> None:
         self.manifest.update(
             name,
+            server_uuid=server_uuid,
             size=info.size,
             sha256=info.sha256,
             server_id=info.server_id,

@@ -217,4 +217,5 @@ class ArchivedBinlog:
             size=row.size,
             sha256=row.sha256,
             file_status=row.file_status,
+            server_uuid=getattr(row, "server_uuid", None) or None,
         )
