@@ -1,6 +1,9 @@
 """Reading the archive back: find a binlog's object, fetch it, verify, decrypt.
 
-Used by ``fetch`` and by the restore executor. Plaintext is written to a
+Used by ``fetch``, the shipper's verification and the restore executor. Every
+read checks the envelope's encryption context against the one the object's
+key implies (:func:`shipper.pipeline.objects.context_for_key`), so an object
+copied under another tenant's prefix or renamed fails to decrypt. Plaintext is written to a
 temporary file beside the destination and renamed into place only after the
 whole object authenticated and its SHA-256 matched the metadata, so a tampered
 object never leaves plaintext behind.
@@ -74,7 +77,9 @@ def fetch_to_file(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, contextlib.closing(backend.open(key)) as src:
-            res = envelope.unseal(src, out, providers=providers)
+            res = envelope.unseal(
+                src, out, providers=providers, expected_context=objects.context_for_key(key)
+            )
             out.flush()
             os.fsync(out.fileno())
         want = stat.metadata.get("plaintext_sha256")
@@ -97,7 +102,9 @@ def read_object(backend: StorageBackend, key: str, providers: Sequence[KeyProvid
     """Decrypt a small object (a transaction index) into memory."""
     out = io.BytesIO()
     with contextlib.closing(backend.open(key)) as src:
-        envelope.unseal(src, out, providers=providers)
+        envelope.unseal(
+            src, out, providers=providers, expected_context=objects.context_for_key(key)
+        )
     return out.getvalue()
 
 
@@ -112,7 +119,12 @@ def verify_object(
     on disk); its plaintext must have ``plaintext_sha256`` (and ``plaintext_size``)."""
     sink = HashSink()
     with contextlib.closing(backend.open(key)) as src:
-        res = envelope.unseal(src, sink, providers=providers)  # type: ignore[arg-type]
+        res = envelope.unseal(
+            src,
+            sink,  # type: ignore[arg-type]
+            providers=providers,
+            expected_context=objects.context_for_key(key),
+        )
     if res.plaintext_sha256 != plaintext_sha256 or (
         plaintext_size is not None and res.plaintext_size != plaintext_size
     ):

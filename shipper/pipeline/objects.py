@@ -10,6 +10,7 @@ fail is kept under ``quarantine/`` so it is never mistaken for a good one.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,3 +107,37 @@ def describe(
         "truncated_at": info.truncated_at,
     }
     return fields, header
+
+
+_KEY_RE = re.compile(r"^(?P<tenant>.+?)/mysql/(?P<sid>\d+)/(?P<rest>.+)$")
+_BINLOG_FILE_RE = re.compile(
+    r"^(?P<name>.+?)(?P<lineage>\.lineage-[0-9a-f]{12})?(?P<idx>\.idx)?\.zst\.enc$"
+)
+_QUARANTINE_FILE_RE = re.compile(r"^(?P<name>.+)\.[0-9a-f]{12}\.zst\.enc$")
+
+
+def context_for_key(key: str) -> dict[str, str] | None:
+    """The encryption context an object at ``key`` must carry, from where it is.
+
+    Readers pass it as the envelope's ``expected_context``, so an object copied
+    under another tenant's prefix (or renamed to another binlog) fails to
+    decrypt instead of being taken for what its new place claims. None for a
+    key outside the layout.
+    """
+    m = _KEY_RE.match(key)
+    if not m:
+        return None
+    base = {"tenant": m["tenant"], "server_id": m["sid"]}
+    rest = m["rest"].split("/")
+    if len(rest) == 2 and rest[0] == "backups":
+        return {**base, "backup_id": rest[1].split(".", 1)[0]}
+    if len(rest) == 2 and rest[0] == "quarantine":
+        q = _QUARANTINE_FILE_RE.match(rest[1])
+        return {**base, "binlog_name": q["name"]} if q else None
+    if len(rest) == 3 and rest[0].isdigit() and rest[1].isdigit():
+        f = _BINLOG_FILE_RE.match(rest[2])
+        if not f:
+            return None
+        ctx = {**base, "binlog_name": f["name"]}
+        return {**ctx, "kind": "txindex"} if f["idx"] else ctx
+    return None

@@ -125,7 +125,9 @@ class ObjectWriter:
         if span > len(data):
             with contextlib.closing(backend.open(key, 0, span)) as f:
                 data = f.read()
-        envelope.verify_prefix(data[:span], providers=self.providers)
+        envelope.verify_prefix(
+            data[:span], providers=self.providers, expected_context=objects.context_for_key(key)
+        )
 
     def put_index(
         self, backend: StorageBackend, key: str, index: bytes, b: SealedBinlog, tenant: str

@@ -396,3 +396,34 @@ def test_unreachable_server_names_the_socket(
     assert cli(["run", "--once", "--state-dir", str(state)]) == 10
     assert f"{tmp_path}/no.sock" in capsys.readouterr().err
     assert not (state / "archive").exists()
+
+
+def test_object_copied_under_another_tenant_fails_to_decrypt(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same keyring, same bucket: an object copied to tenant B's prefix (or renamed to
+    another binlog) must not decrypt as B's, because its context names tenant A."""
+    state = tmp_path / "state"
+    write_config(state, server, tenant="alice")
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 0
+    names = closed_binlogs(server)
+    backend = FileBackend(state / "archive")
+    key = archived(state)[names[0]]
+    stolen = key.replace("alice/", "bob/", 1)
+    renamed = key.replace(names[0], "mysql-bin.999999")
+    for k in (stolen, renamed):
+        with backend.open(key) as f:
+            backend.put(k, f, size=backend.stat(key).size, metadata=backend.stat(key).metadata)
+    capsys.readouterr()
+    for k in (stolen, renamed):
+        out = tmp_path / "out"
+        rc = cli(["fetch", names[0], "--key", k, "-o", str(out), "--state-dir", str(state)])
+        assert rc == 3
+        assert "differs from the expected" in capsys.readouterr().err
+        assert not out.exists()
+    assert (
+        cli(
+            ["fetch", names[0], "--key", key, "-o", str(tmp_path / "ok"), "--state-dir", str(state)]
+        )
+        == 0
+    )
