@@ -427,3 +427,31 @@ def test_object_copied_under_another_tenant_fails_to_decrypt(
         )
         == 0
     )
+
+
+@pytest.mark.skipif(
+    not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
+    reason="needs /dev/shm on another filesystem than the binlogs",
+)
+def test_state_dir_on_another_filesystem_stages_by_copy(server: SandboxServer) -> None:
+    """A hardlink cannot cross filesystems: staging copies (temp name + rename), 0600."""
+    import shutil
+    import tempfile
+
+    state = Path(tempfile.mkdtemp(prefix="bs-state-", dir="/dev/shm"))
+    try:
+        cfg = load(write_config(state, server))
+        shipper = Shipper(cfg)
+        name = closed_binlogs(server)[0]
+        dst = shipper.staging / name
+        stage(server.binlog_dir / name, dst)
+        assert os.stat(dst).st_ino != os.stat(server.binlog_dir / name).st_ino  # a copy
+        assert sha(dst) == sha(server.binlog_dir / name)
+        assert oct(os.stat(dst).st_mode & 0o777) == "0o600"
+        assert not list(shipper.staging.glob("*.copying"))
+        dst.unlink()
+        assert shipper.run_once().ok
+        assert sorted(archived(state)) == closed_binlogs(server)
+        shipper.close()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
