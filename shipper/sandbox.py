@@ -22,6 +22,7 @@ from typing import Any
 import pymysql
 
 from shipper.errors import DatabaseError
+from shipper.restore.tools import find_tool
 
 
 def _free_port() -> int:
@@ -31,14 +32,7 @@ def _free_port() -> int:
 
 
 def _find(*names: str) -> str:
-    for name in names:
-        for d in ("", "/usr/sbin/", "/usr/bin/"):
-            path = shutil.which(d + name) if d else shutil.which(name)
-            if path:
-                return path
-    raise DatabaseError(
-        f"{names[0]} not found: install Debian's mariadb-server (make test / make demo do it)"
-    )
+    return find_tool(*names, error=DatabaseError)
 
 
 @dataclass

@@ -17,18 +17,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipper.errors import DatabaseError, RestoreError
+from shipper.errors import DatabaseError, RestoreError, ShipperError
 
 
-def find_tool(*names: str) -> str:
+def find_tool(*names: str, error: type[ShipperError] = RestoreError) -> str:
+    """The first of ``names`` on PATH (or in /usr/sbin, where Debian puts mariadbd)."""
     for name in names:
         for d in ("", "/usr/sbin/", "/usr/bin/"):
             path = shutil.which(d + name) if d else shutil.which(name)
             if path:
                 return path
-    raise RestoreError(
+    raise error(
         f"{names[0]} not found on PATH: install it (Debian: mariadb-client, "
-        "mariadb-server, mariadb-backup)"
+        "mariadb-server, mariadb-backup; make test and make demo do it)"
     )
 
 
