@@ -486,12 +486,11 @@ def test_hostile_header_bodies() -> None:
         read_header(io.BytesIO(too_big))
 
 
-SHARED_BINLOGS = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "binlogs"
+BINLOGS = Path(__file__).resolve().parents[2] / "fixtures" / "binlogs"
 
 
-@pytest.mark.skipif(not SHARED_BINLOGS.is_dir(), reason="shared binlog fixtures not present")
 def test_real_binlog_fixtures_round_trip() -> None:
-    files = sorted(p for p in SHARED_BINLOGS.iterdir() if p.is_file() and p.suffix != ".tsv")
+    files = sorted(p for p in BINLOGS.iterdir() if p.is_file() and p.suffix != ".tsv")
     assert files
     for f in files[:40]:
         data = f.read_bytes()
