@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from typing import Any
 
 import pymysql
 
+from shipper import mariadbd
 from shipper.errors import DatabaseError
 from shipper.restore.tools import find_tool
 
@@ -116,42 +116,28 @@ class SandboxServer:
             "--max-connections=200",
             *self.extra_args,
         ]
-        if os.geteuid() == 0:
-            cmd.append("--user=root")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DatabaseError(
-                    f"mariadbd exited at start; see {self.log_path}:\n" + self._log_tail()
-                )
-            try:
-                self.connect().close()
-                return self
-            except pymysql.err.OperationalError:
-                time.sleep(0.1)
-        self.stop()
-        raise DatabaseError(
-            f"mariadbd did not accept connections in {timeout}s:\n" + self._log_tail()
+        self.proc = mariadbd.spawn(cmd)
+        mariadbd.wait_ready(
+            self.proc,
+            self._answers,
+            timeout=timeout,
+            log_path=self.log_path,
+            what=str(self.datadir),
+            error=DatabaseError,
         )
+        return self
 
-    def _log_tail(self) -> str:
+    def _answers(self) -> bool:
         try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return "(no error log)"
+            self.connect().close()
+            return True
+        except pymysql.err.OperationalError:
+            return False
 
     def stop(self, timeout: float = 60.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # clean shutdown: binlog gets its STOP event
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        if self.proc is not None:
+            mariadbd.terminate(self.proc, timeout)  # clean: the binlog gets its STOP event
+            self.proc = None
 
     def connect(self, database: str | None = None, **kw: Any) -> pymysql.connections.Connection:
         return pymysql.connect(

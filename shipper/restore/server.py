@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from shipper import mariadbd
 from shipper.errors import DatabaseError, RestoreError
 from shipper.restore.tools import Conn, check_call, find_tool, run_sql
 
@@ -91,42 +90,31 @@ class RestoreServer:
             "--skip-name-resolve",
             *self.extra_args,
         ]
-        if os.geteuid() == 0:
-            cmd.append("--user=root")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RestoreError(
-                    f"mariadbd on {self.datadir} exited at start:\n{self._log_tail()}"
-                )
-            try:
-                run_sql(self.conn, "SELECT 1", timeout=10)
-                return
-            except DatabaseError:
-                time.sleep(0.2)
-        self.stop()
-        raise RestoreError(
-            f"mariadbd on {self.datadir} did not start in {timeout}s:\n{self._log_tail()}"
-        )
-
-    def _log_tail(self) -> str:
+        self.proc = mariadbd.spawn(cmd)
         try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return "(no error log)"
+            mariadbd.wait_ready(
+                self.proc,
+                self._answers,
+                timeout=timeout,
+                log_path=self.log_path,
+                what=str(self.datadir),
+                error=RestoreError,
+            )
+        except RestoreError:
+            self.proc = None
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            run_sql(self.conn, "SELECT 1", timeout=10)
+            return True
+        except DatabaseError:
+            return False
 
     def stop(self, timeout: float = 120.0) -> None:
         """Clean shutdown (InnoDB flushed), so the datadir is ready to be used as is."""
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            mariadbd.terminate(self.proc, timeout)
             self.proc = None
 
     def close(self) -> None:
