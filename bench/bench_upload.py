@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.services.cloud import _fake_gcs_binary, _wait_http, free_port  # noqa: E402
+from tests.services.cloud import _wait_http, free_port, start_fake_gcs  # noqa: E402
 
 MiB = 1 << 20
 
@@ -105,29 +105,8 @@ def bench_gcs(files: list[Path], rounds: int, chunk: int | None) -> dict[str, li
 
     from shipper.storage.gcs import GCSBackend
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            str(_fake_gcs_binary()),
-            "-scheme",
-            "http",
-            "-backend",
-            "memory",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(port),
-            "-external-url",
-            url,
-            "-log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, url = start_fake_gcs()
     try:
-        _wait_http(f"{url}/storage/v1/b", proc)
         client = storage.Client(
             project="bench",
             credentials=AnonymousCredentials(),

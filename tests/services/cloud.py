@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -233,34 +233,47 @@ class FakeGcs:
         return name
 
 
-@pytest.fixture(scope="session")
-def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+def start_fake_gcs(
+    out: IO[bytes] | int = subprocess.DEVNULL, log_level: str = "error"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start fake-gcs-server (in-memory, plain HTTP) on a random port; wait until it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("fake-gcs") / "fake-gcs.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(_fake_gcs_binary()),
-                "-scheme",
-                "http",
-                "-backend",
-                "memory",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(port),
-                "-external-url",
-                url,
-                "-log-level",
-                "warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    proc = subprocess.Popen(
+        [
+            str(_fake_gcs_binary()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-log-level",
+            log_level,
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_http(f"{url}/storage/v1/b", proc)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    log = tmp_path_factory.mktemp("fake-gcs") / "fake-gcs.log"
+    with log.open("wb") as out:
+        proc, url = start_fake_gcs(out, log_level="warn")
+    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    try:
         os.environ["STORAGE_EMULATOR_HOST"] = url
         yield FakeGcs(endpoint_url=url)
     finally:
