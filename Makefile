@@ -15,19 +15,24 @@ PYTEST_ARGS ?=
 all: test
 
 system-deps:
-	@missing=""; \
-	for t in mariadbd mariadb-install-db mariadb-binlog mariadb mariabackup mariadb-dump zstd openssl; do \
-	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; \
+	@# Install only the Debian packages whose tools are missing, and never upgrade
+	@# anything already on the machine (openssl, libssl, a running MariaDB: not ours).
+	@pkgs=""; \
+	for pair in mariadbd:mariadb-server mariadb-install-db:mariadb-server \
+	            mariadb-binlog:mariadb-client mariadb:mariadb-client mariadb-dump:mariadb-client \
+	            mariabackup:mariadb-backup zstd:zstd openssl:openssl; do \
+	  t=$${pair%%:*}; p=$${pair#*:}; \
+	  command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || case " $$pkgs " in *" $$p "*) ;; *) pkgs="$$pkgs $$p";; esac; \
 	done; \
-	if [ -n "$$missing" ]; then \
+	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" != "0" ]; then \
-	    echo "error: missing$$missing. Run as root, or install them yourself:" >&2; \
-	    echo "  sudo apt-get install mariadb-server mariadb-client mariadb-backup zstd openssl" >&2; \
+	    echo "error: missing Debian packages:$$pkgs. Run as root, or install them yourself:" >&2; \
+	    echo "  sudo apt-get install --no-upgrade$$pkgs" >&2; \
 	    exit 1; \
 	  fi; \
-	  echo ">> installing Debian packages (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    mariadb-server mariadb-client mariadb-backup zstd openssl >/dev/null; \
+	  echo ">> installing missing Debian packages:$$pkgs (nothing installed is upgraded)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade \
+	    --no-install-recommends $$pkgs >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml
