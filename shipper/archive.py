@@ -2,7 +2,7 @@
 
 Used by ``fetch``, the shipper's verification and the restore executor. Every
 read checks the envelope's encryption context against the one the object's
-key implies (:func:`shipper.pipeline.objects.context_for_key`), so an object
+key implies (:func:`shipper.objects.context_for_key`), so an object
 copied under another tenant's prefix or renamed fails to decrypt. Plaintext is written to a
 temporary file beside the destination and renamed into place only after the
 whole object authenticated and its SHA-256 matched the metadata, so a tampered
@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipper import envelope
+from shipper import envelope, objects
 from shipper.errors import IntegrityError, ObjectNotFound, ShipperError
 from shipper.keys import KeyProvider
-from shipper.pipeline import objects
 from shipper.storage import ObjectInfo, StorageBackend
 
 

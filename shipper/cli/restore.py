@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shipper import objects
 from shipper.archive import read_object
 from shipper.binlog.index import TransactionIndex
 from shipper.cli.common import add_config_args, load_config, print_json
@@ -15,7 +16,6 @@ from shipper.config import Config
 from shipper.errors import ConfigError, StateError
 from shipper.keys import make_provider
 from shipper.manifest import Manifest
-from shipper.pipeline import objects
 from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
 from shipper.restore.model import ArchivedBinlog, BackupInfo, iso_us, parse_target
 from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore

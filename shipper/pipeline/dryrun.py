@@ -11,12 +11,12 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from shipper import objects
 from shipper.binlog import scan_file
 from shipper.config import Config
 from shipper.errors import ShipperError
 from shipper.keys import make_provider
 from shipper.manifest import Manifest
-from shipper.pipeline import objects
 from shipper.pipeline.discover import read_state
 from shipper.storage import open_backend
 

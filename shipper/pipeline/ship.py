@@ -22,12 +22,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipper import objects
 from shipper.binlog import BinlogInfo, scan_file
 from shipper.config import Config
 from shipper.errors import BinlogFormatError, IntegrityError, ShipperError, StateError
 from shipper.keys import KeyProvider, make_provider
 from shipper.manifest import Manifest, binlog_sequence
-from shipper.pipeline import objects
 from shipper.pipeline.discover import ServerState, read_state
 from shipper.pipeline.stage import file_identity, stage, staged_files, staged_name, unstage
 from shipper.pipeline.upload import ConflictHook, ObjectWriter, SealedBinlog

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from shipper.errors import StateError
-from shipper.pipeline.objects import OBJECT_SUFFIX
+from shipper.objects import OBJECT_SUFFIX
 
 
 def stage(src: Path, dst: Path) -> None:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from shipper import envelope
+from shipper import envelope, objects
 from shipper.archive import verify_object
 from shipper.errors import IntegrityError, ObjectNotFound, PreconditionFailed
 from shipper.keys import KeyProvider
-from shipper.pipeline import objects
 from shipper.resilience import retrying
 from shipper.storage import ObjectInfo, StorageBackend
 

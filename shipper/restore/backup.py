@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from shipper import envelope
+from shipper import envelope, objects
 from shipper.archive import verify_object
 from shipper.errors import RestoreError
 from shipper.keys.base import KeyProvider
-from shipper.pipeline import objects
 from shipper.restore.store import HashingReader, put_file
 from shipper.restore.tools import Conn, find_tool, scalar
 from shipper.storage.base import StorageBackend
@@ -112,11 +111,6 @@ def new_backup_id(tool: str, now: float | None = None) -> str:
     return f"{t:%Y%m%dT%H%M%SZ}-{tool}-{secrets.token_hex(3)}"
 
 
-def backup_key(tenant_prefix: str, server_id: int, backup_id: str, tool: str) -> str:
-    ext = "xbstream" if tool == "mariabackup" else "sql"
-    return f"{tenant_prefix}/mysql/{server_id}/backups/{backup_id}.{ext}{objects.OBJECT_SUFFIX}"
-
-
 def _gtid_of(conn: Conn, c: Coordinates) -> str:
     if c.gtid_set:
         return c.gtid_set
@@ -148,7 +142,7 @@ def take(
     version = scalar(conn, "SELECT VERSION()") or ""
     started = time.time()
     backup_id = new_backup_id(tool, started)
-    key = backup_key(tenant_prefix, server_id, backup_id, tool)
+    key = objects.backup_key(tenant_prefix, server_id, backup_id, tool)
     work_dir.mkdir(parents=True, exist_ok=True)
     spool = work_dir / f"{backup_id}.spool"
     log = work_dir / f"{backup_id}.log"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipper.pipeline import objects
+from shipper import objects
 
 
 def test_binlog_key_uses_first_event_month_in_utc() -> None:

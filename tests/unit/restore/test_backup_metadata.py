@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from shipper import objects
 from shipper.errors import RestoreError
 from shipper.restore.backup import (
-    backup_key,
     parse_metadata_file,
     parse_mysqldump_header,
     parse_xtrabackup_binlog_info,
@@ -79,7 +79,7 @@ def test_register_recognises_each_file(tmp_path: Path) -> None:
 
 
 def test_backup_key() -> None:
-    assert backup_key("acme", 7, "20261124T012755Z-mariabackup-f530c1", "mariabackup") == (
+    assert objects.backup_key("acme", 7, "20261124T012755Z-mariabackup-f530c1", "mariabackup") == (
         "acme/mysql/7/backups/20261124T012755Z-mariabackup-f530c1.xbstream.zst.enc"
     )
-    assert backup_key("acme", 7, "x", "mysqldump").endswith("/backups/x.sql.zst.enc")
+    assert objects.backup_key("acme", 7, "x", "mysqldump").endswith("/backups/x.sql.zst.enc")

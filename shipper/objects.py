@@ -49,6 +49,18 @@ def quarantine_key(
     )
 
 
+def backup_key(tenant_prefix: str, server_id: int, backup_id: str, tool: str) -> str:
+    """Where a base backup's data object lives."""
+    ext = "xbstream" if tool == "mariabackup" else "sql"
+    return f"{tenant_prefix}/mysql/{server_id}/backups/{backup_id}.{ext}{OBJECT_SUFFIX}"
+
+
+def backup_record_key(tenant_prefix: str, server_id: int, backup_id: str) -> str:
+    """The sealed record object beside a base backup: what the planner needs to use it
+    (tool, times, binlog coordinates, GTID set, plaintext SHA-256, size, verification)."""
+    return f"{tenant_prefix}/mysql/{server_id}/backups/{backup_id}.record{OBJECT_SUFFIX}"
+
+
 def index_key(key: str) -> str:
     """The transaction index stored beside a binlog object."""
     return key.removesuffix(OBJECT_SUFFIX) + INDEX_SUFFIX
