@@ -55,10 +55,16 @@ def backup_key(tenant_prefix: str, server_id: int, backup_id: str, tool: str) ->
     return f"{tenant_prefix}/mysql/{server_id}/backups/{backup_id}.{ext}{OBJECT_SUFFIX}"
 
 
-def backup_record_key(tenant_prefix: str, server_id: int, backup_id: str) -> str:
+def backup_record_key(tenant_prefix: str, server_id: int, backup_id: str, revision: int = 1) -> str:
     """The sealed record object beside a base backup: what the planner needs to use it
-    (tool, times, binlog coordinates, GTID set, plaintext SHA-256, size, verification)."""
-    return f"{tenant_prefix}/mysql/{server_id}/backups/{backup_id}.record{OBJECT_SUFFIX}"
+    (tool, times, binlog coordinates, GTID set, plaintext SHA-256, size, verification).
+
+    Records are append-only: a later state of the same backup (verified again,
+    failed, deleted) is a new revision ``ID.record-N``; readers take the highest.
+    Nothing is ever overwritten, so a crash between two writes loses nothing.
+    """
+    rev = "" if revision == 1 else f"-{revision}"
+    return f"{tenant_prefix}/mysql/{server_id}/backups/{backup_id}.record{rev}{OBJECT_SUFFIX}"
 
 
 def index_key(key: str) -> str:
