@@ -1,9 +1,11 @@
 """Reading the archive back: find a binlog's object, fetch it, verify, decrypt.
 
 Used by ``fetch``, the shipper's verification and the restore executor. Every
-read checks the envelope's encryption context against the one the object's
-key implies (:func:`shipper.objects.context_for_key`), so an object
-copied under another tenant's prefix or renamed fails to decrypt. Plaintext is written to a
+read checks the envelope's encryption context against the ones the object's
+key implies (:func:`shipper.objects.accepted_contexts`: the whole key for new
+objects, tenant/server/name for the previous release's), so an object copied
+under another tenant's prefix, month or lineage, or renamed, fails to decrypt;
+a key outside the layout is refused before anything is read. Plaintext is written to a
 temporary file beside the destination and renamed into place only after the
 whole object authenticated and its SHA-256 matched the metadata, so a tampered
 object never leaves plaintext behind.
@@ -77,11 +79,11 @@ def fetch_to_file(
     try:
         with os.fdopen(fd, "wb") as out, contextlib.closing(backend.open(key)) as src:
             res = envelope.unseal(
-                src, out, providers=providers, expected_context=objects.context_for_key(key)
+                src, out, providers=providers, expected_context=objects.accepted_contexts(key)
             )
             out.flush()
             os.fsync(out.fileno())
-        want = stat.metadata.get("plaintext_sha256")
+        want = objects.ObjectMeta.from_metadata(stat.metadata).plaintext_sha256
         if want and want != res.plaintext_sha256:
             raise IntegrityError(
                 f"{backend.url}/{key}: decrypted bytes have sha256 "
@@ -102,7 +104,7 @@ def read_object(backend: StorageBackend, key: str, providers: Sequence[KeyProvid
     out = io.BytesIO()
     with contextlib.closing(backend.open(key)) as src:
         envelope.unseal(
-            src, out, providers=providers, expected_context=objects.context_for_key(key)
+            src, out, providers=providers, expected_context=objects.accepted_contexts(key)
         )
     return out.getvalue()
 
@@ -122,7 +124,7 @@ def verify_object(
             src,
             sink,  # type: ignore[arg-type]
             providers=providers,
-            expected_context=objects.context_for_key(key),
+            expected_context=objects.accepted_contexts(key),
         )
     if res.plaintext_sha256 != plaintext_sha256 or (
         plaintext_size is not None and res.plaintext_size != plaintext_size

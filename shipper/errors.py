@@ -52,9 +52,17 @@ class KeyProviderError(ShipperError):
 
 
 class StorageError(ShipperError):
-    """A storage backend failed in a way that is not 'not found' or 'precondition'."""
+    """A storage backend failed in a way that is not 'not found' or 'precondition'.
+
+    ``transient`` is set by the backend that met the error: True when asking
+    again may succeed (throttling, 5xx, timeouts, connection resets).
+    """
 
     exit_code = 8
+
+    def __init__(self, *args: object, transient: bool = False) -> None:
+        super().__init__(*args)
+        self.transient = transient
 
 
 class PermissionDenied(StorageError):

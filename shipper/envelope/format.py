@@ -82,6 +82,8 @@ COMPRESSION_ZSTD = 1
 CIPHER_AES256GCM_STREAM = 1
 
 DEK_SIZE = 32
+#: What a reader expects of the header's context: one mapping, or any of several.
+ExpectedContext = Mapping[str, str] | Sequence[Mapping[str, str]]
 SALT_SIZE = 16
 TAG_SIZE = 16
 TRAILER = struct.Struct(">Q32s")  # plaintext size, plaintext SHA-256
@@ -480,13 +482,24 @@ def _seal(
 def unwrap_dek(
     header: EnvelopeHeader,
     providers: Sequence[KeyProvider],
-    expected_context: Mapping[str, str] | None = None,
+    expected_context: ExpectedContext | None = None,
 ) -> bytes:
-    """Unwrap the DEK with the first provider that can; KeyProviderError lists every attempt."""
-    if expected_context is not None and dict(expected_context) != header.context:
-        raise IntegrityError(
-            f"envelope context {header.context} differs from the expected {dict(expected_context)}"
+    """Unwrap the DEK with the first provider that can; KeyProviderError lists every attempt.
+
+    ``expected_context`` is one mapping or a sequence of them (a reader that
+    accepts an older context shape too); the header's must equal one exactly.
+    """
+    if expected_context is not None:
+        accepted = (
+            [dict(expected_context)]
+            if isinstance(expected_context, Mapping)
+            else [dict(c) for c in expected_context]
         )
+        if header.context not in accepted:
+            want = " or ".join(str(c) for c in accepted)
+            raise IntegrityError(
+                f"envelope context {header.context} differs from the expected {want}"
+            )
     if not providers:
         raise KeyProviderError("no key provider given to unwrap the data key")
     tried: list[str] = []
@@ -541,7 +554,7 @@ def unseal(
     dst: BinaryIO,
     *,
     providers: Sequence[KeyProvider],
-    expected_context: Mapping[str, str] | None = None,
+    expected_context: ExpectedContext | None = None,
 ) -> UnsealResult:
     """Authenticate, decrypt and decompress ``src`` into ``dst``.
 
@@ -603,7 +616,7 @@ def verify_prefix(
     data: bytes,
     *,
     providers: Sequence[KeyProvider],
-    expected_context: Mapping[str, str] | None = None,
+    expected_context: ExpectedContext | None = None,
 ) -> EnvelopeHeader:
     """Authenticate the header and chunk 0 from the first bytes of an object.
 

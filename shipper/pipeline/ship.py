@@ -276,7 +276,7 @@ class Shipper:
             sealed=sealed,
             sha256=info.sha256,
             size=info.size,
-            context={"tenant": self.cfg.tenant, "server_id": str(server_id), "binlog_name": name},
+            context=objects.context_for_key(key),
             header_meta=header_meta,
             metadata=objects.build_metadata(fields),
         )

@@ -1,10 +1,19 @@
 """Putting a sealed binlog into a backend, and proving it is there.
 
 Uploads are conditional. When the key is taken, the stored object's
-``plaintext_sha256`` metadata decides: equal means an earlier attempt already
-archived this very file (idempotent success); different means another file
-claimed the name (RESET MASTER, a rebuilt server): the conflict is reported
-and ours goes to the lineage key. Nothing is ever overwritten.
+``plaintext_sha256`` metadata decides: different means another file claimed
+the name (RESET MASTER, a rebuilt server): the conflict is reported and ours
+goes to the lineage key. Equal means an earlier attempt (a crash after upload,
+a lost manifest) may already have archived this very file -- but metadata is
+only a claim, so the object is read back in full (every chunk authenticated,
+the plaintext hashed) before it counts as archived. One that fails is left
+exactly as it is (a target's existing object is never overwritten or deleted)
+and the binlog is not committed. An existing transaction index is likewise
+authenticated and compared, never skipped.
+
+Each object is sealed with the context of the key it is written to
+(:func:`shipper.objects.context_for_key`), so a lineage placement is re-sealed
+for the lineage key.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import IO, Any
 
 from shipper import envelope, objects
 from shipper.archive import verify_object
-from shipper.errors import IntegrityError, ObjectNotFound, PreconditionFailed
+from shipper.errors import IntegrityError, KeyProviderError, ObjectNotFound, PreconditionFailed
 from shipper.keys import KeyProvider
 from shipper.resilience import retrying
 from shipper.storage import ObjectInfo, StorageBackend
@@ -50,35 +59,54 @@ class ObjectWriter:
     chunk_size: int = 1 << 20
     verify_mode: str = "auto"
 
-    def seal(self, b: SealedBinlog) -> None:
-        """Seal the staged file into ``b.sealed`` (temp + rename: never half-written)."""
+    def seal(self, b: SealedBinlog, key: str | None = None) -> None:
+        """Seal the staged file into ``b.sealed`` for ``key`` (default: ``b.context``);
+        temp + rename, so it is never half-written."""
+        context = objects.context_for_key(key) if key is not None else b.context
         tmp = b.sealed.with_name(b.sealed.name + ".tmp")
         with b.staged.open("rb") as fin, tmp.open("wb") as fout:
             envelope.seal(
                 fin,
                 fout,
                 providers=self.providers,
-                context=b.context,
+                context=context,
                 metadata=b.header_meta,
                 level=self.level,
                 chunk_size=self.chunk_size,
             )
         os.replace(tmp, b.sealed)
 
+    def _sealed_for(self, b: SealedBinlog, key: str) -> None:
+        """Make ``b.sealed`` hold an envelope sealed for ``key`` (a file left by an
+        earlier attempt may be sealed for the other key, or by the previous release)."""
+        if b.sealed.exists():
+            try:
+                with b.sealed.open("rb") as f:
+                    if envelope.read_header(f).context == objects.context_for_key(key):
+                        return
+            except IntegrityError:
+                pass  # not a whole envelope: seal it again
+        self.seal(b, key)
+
     def put(
         self, backend: StorageBackend, key: str, b: SealedBinlog, on_conflict: ConflictHook
     ) -> tuple[str, bool]:
-        """Put ``b`` at ``key`` (or its lineage key); returns (final key, whether we wrote it)."""
+        """Put ``b`` at ``key`` (or its lineage key); returns (final key, whether we wrote it).
+
+        An object already there with our SHA-256 is verified in full first
+        (:meth:`verify_existing`); IntegrityError if it does not hold ``b``.
+        """
         candidates = [key, objects.lineage_key(key, b.sha256)]
         for k in candidates:
             existing = stat_or_none(backend, k)
             if existing is not None:
-                if existing.metadata.get("plaintext_sha256") == b.sha256:
+                theirs = objects.ObjectMeta.from_metadata(existing.metadata).plaintext_sha256
+                if theirs == b.sha256:
+                    self.verify_existing(backend, k, b)
                     return k, False  # archived by an earlier attempt
-                on_conflict(backend, k, existing.metadata.get("plaintext_sha256", ""))
+                on_conflict(backend, k, theirs)
                 continue
-            if not b.sealed.exists():
-                self.seal(b)
+            self._sealed_for(b, k)
             size = b.sealed.stat().st_size
             try:
                 with b.sealed.open("rb") as f:
@@ -87,26 +115,41 @@ class ObjectWriter:
             except PreconditionFailed:
                 # Lost a race (or the stat above was stale): decide on what is there now.
                 existing = stat_or_none(backend, k)
-                theirs = existing.metadata.get("plaintext_sha256", "") if existing else ""
-                if theirs == b.sha256:
+                meta = objects.ObjectMeta.from_metadata(existing.metadata if existing else {})
+                if meta.plaintext_sha256 == b.sha256:
+                    self.verify_existing(backend, k, b)
                     return k, False
-                on_conflict(backend, k, theirs)
+                on_conflict(backend, k, meta.plaintext_sha256)
         raise IntegrityError(
             f"binlog {b.name}: both {candidates[0]} and its lineage key {candidates[1]} hold "
             f"other files on {backend.url}; refusing to overwrite"
         )
 
+    def verify_existing(self, backend: StorageBackend, key: str, b: SealedBinlog) -> None:
+        """Prove that an object we did not write in this attempt holds ``b``: download it,
+        authenticate every chunk, compare size and SHA-256. Its metadata alone proves
+        nothing: a crash, a bad disk or another writer may have left anything there."""
+        try:
+            verify_object(backend, key, self.providers, b.sha256, b.size)
+        except (IntegrityError, KeyProviderError) as e:
+            raise type(e)(
+                f"{backend.url}/{key} already exists and claims to hold binlog {b.name} "
+                f"(sha256 {b.sha256}), but it does not verify: {e}. It was NOT counted as "
+                "archived and was left untouched (the shipper never overwrites or deletes a "
+                "target's objects): inspect it, move it aside by hand, then run again"
+            ) from e
+
     def verify(self, backend: StorageBackend, key: str, b: SealedBinlog) -> None:
         """Prove the object at ``key`` holds ``b``: metadata, then a full or ranged read."""
         stat = backend.stat(key)
-        if stat.metadata.get("plaintext_sha256") != b.sha256:
+        if objects.ObjectMeta.from_metadata(stat.metadata).plaintext_sha256 != b.sha256:
             raise IntegrityError(
                 f"{backend.url}/{key}: metadata plaintext_sha256 does not "
                 f"match the staged binlog {b.name}"
             )
         mode = self.verify_mode
         if mode == "auto":
-            mode = "prefix" if backend.url.startswith(("s3://", "gs://")) else "full"
+            mode = backend.capabilities.verify_mode
         if mode == "prefix":
             self.verify_prefix(backend, key, stat.size)
             return
@@ -125,35 +168,67 @@ class ObjectWriter:
             with contextlib.closing(backend.open(key, 0, span)) as f:
                 data = f.read()
         envelope.verify_prefix(
-            data[:span], providers=self.providers, expected_context=objects.context_for_key(key)
+            data[:span],
+            providers=self.providers,
+            expected_context=objects.accepted_contexts(key),
         )
 
     def put_index(
         self, backend: StorageBackend, key: str, index: bytes, b: SealedBinlog, tenant: str
     ) -> None:
-        """Store the transaction index beside the binlog object, sealed like it."""
+        """Store the transaction index beside the binlog object, sealed like it; an
+        index already there is authenticated and compared with ours, never skipped."""
         ikey = objects.index_key(key)
-        if stat_or_none(backend, ikey) is not None:
-            return
+        if stat_or_none(backend, ikey) is None:
+            out = io.BytesIO()
+            envelope.seal(
+                io.BytesIO(index),
+                out,
+                providers=self.providers,
+                context=objects.context_for_key(ikey),
+                metadata={"binlog_name": b.name, "plaintext_sha256": b.sha256},
+                level=self.level,
+            )
+            meta = objects.build_metadata(
+                {
+                    "binlog_name": b.name,
+                    "kind": "txindex",
+                    "binlog_plaintext_sha256": b.sha256,
+                    "tenant": tenant,
+                    "format_version": objects.FORMAT_VERSION,
+                }
+            )
+            try:
+                retrying(lambda: _put(backend, ikey, out, len(out.getvalue()), meta))
+                return
+            except PreconditionFailed:
+                pass  # another attempt got there first: check what it wrote
+        self.verify_index(backend, ikey, index, b)
+
+    def verify_index(
+        self, backend: StorageBackend, ikey: str, index: bytes, b: SealedBinlog
+    ) -> None:
+        """The index at ``ikey`` must authenticate, name our binlog and hold ``index``."""
         out = io.BytesIO()
-        envelope.seal(
-            io.BytesIO(index),
-            out,
-            providers=self.providers,
-            context={**b.context, "kind": "txindex"},
-            metadata={"binlog_name": b.name, "plaintext_sha256": b.sha256},
-            level=self.level,
-        )
-        meta = objects.build_metadata(
-            {
-                "binlog_name": b.name,
-                "kind": "txindex",
-                "binlog_plaintext_sha256": b.sha256,
-                "tenant": tenant,
-            }
-        )
-        with contextlib.suppress(PreconditionFailed):
-            retrying(lambda: _put(backend, ikey, out, len(out.getvalue()), meta))
+        try:
+            with contextlib.closing(backend.open(ikey)) as src:
+                res = envelope.unseal(
+                    src,
+                    out,
+                    providers=self.providers,
+                    expected_context=objects.accepted_contexts(ikey),
+                )
+            theirs = res.header.metadata.get("plaintext_sha256")
+            if theirs != b.sha256 or out.getvalue() != index:
+                raise IntegrityError(
+                    f"it indexes a binlog with sha256 {theirs}, or holds other entries"
+                )
+        except (IntegrityError, KeyProviderError) as e:
+            raise type(e)(
+                f"{backend.url}/{ikey} already exists but is not the transaction index of "
+                f"binlog {b.name} (sha256 {b.sha256}): {e}. The binlog was NOT committed and "
+                "the object was left untouched: inspect it, move it aside by hand, then run again"
+            ) from e
 
 
 def stat_or_none(backend: StorageBackend, key: str) -> ObjectInfo | None:

@@ -147,7 +147,7 @@ def take(
     spool = work_dir / f"{backup_id}.spool"
     log = work_dir / f"{backup_id}.log"
     lsn_dir = work_dir / f"{backup_id}.meta"
-    context = {"tenant": tenant, "server_id": str(server_id), "backup_id": backup_id}
+    context = objects.context_for_key(key)
     header_meta = {
         "kind": "backup",
         "tool": tool,

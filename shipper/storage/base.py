@@ -8,7 +8,13 @@ Every backend maps its SDK's errors onto exactly three domain errors in one
 private helper: :class:`~shipper.errors.ObjectNotFound`,
 :class:`~shipper.errors.PreconditionFailed` and
 :class:`~shipper.errors.StorageError` (or its subclass ``PermissionDenied``).
-Callers never see an SDK exception type.
+Callers never see an SDK exception type. The same helper says whether a
+``StorageError`` may pass if asked again (``transient``: throttling, 5xx,
+timeouts, connection resets) or will not (access denied, invalid argument,
+metadata too large); only transient ones are retried.
+
+Each backend declares what it can do in ``capabilities`` (:class:`Capabilities`),
+so callers never sniff the URL scheme.
 """
 
 from __future__ import annotations
@@ -31,6 +37,23 @@ class ObjectInfo:
     sha256: str | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers; callers choose behaviour from this, not from the URL."""
+
+    #: what ``verify = "auto"`` means here: "full" (read the whole object back) or
+    #: "prefix" (the service checked our checksum on upload; read header + chunk 0)
+    verify_mode: str
+    #: ``put(if_none_match=True)`` is atomic on the service (never a check-then-write)
+    conditional_create: bool
+    #: the service keeps older versions/generations of an object
+    versions: bool = False
+    #: an object can be copied inside the service without downloading it
+    server_side_copy: bool = False
+    #: objects can be composed from others inside the service (GCS compose)
+    compose: bool = False
+
+
 @runtime_checkable
 class StorageBackend(Protocol):
     """A place that keeps immutable objects under string keys.
@@ -50,6 +73,7 @@ class StorageBackend(Protocol):
     """
 
     url: str
+    capabilities: Capabilities
 
     def put(
         self,

@@ -10,6 +10,7 @@ written *before* the object is linked, so an object never appears without it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from shipper.errors import ObjectNotFound, PermissionDenied, PreconditionFailed, StorageError
-from shipper.storage.base import ObjectInfo
+from shipper.storage.base import Capabilities, ObjectInfo
 
 _META_SUFFIX = ".meta.json"
 _TMP_PREFIX = ".tmp-"
@@ -28,7 +29,13 @@ _LOCK_NAME = ".lock"
 _BUF = 1 << 20
 
 
+#: errnos that may pass on their own (a busy or briefly unreachable network mount)
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
+
+
 class FileBackend:
+    capabilities = Capabilities(verify_mode="full", conditional_create=True)
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.url = f"file://{self.root}"
@@ -53,10 +60,8 @@ class FileBackend:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=dest.parent)
-        except PermissionError as e:
-            raise PermissionDenied(f"cannot write under {dest.parent}: {e.strerror}") from e
         except OSError as e:
-            raise StorageError(f"cannot write under {dest.parent}: {e}") from e
+            raise _error(e, f"cannot write under {dest.parent}") from e
         tmp = Path(tmp_name)
         try:
             digest = hashlib.sha256()
@@ -97,8 +102,8 @@ class FileBackend:
             f = path.open("rb")
         except FileNotFoundError:
             raise ObjectNotFound(f"{self.url}/{key} does not exist") from None
-        except PermissionError as e:
-            raise PermissionDenied(f"cannot read {path}: {e.strerror}") from e
+        except OSError as e:
+            raise _error(e, f"cannot read {path}") from e
         if offset:
             f.seek(offset)
         if length is None:
@@ -174,6 +179,13 @@ class _Limited:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _error(e: OSError, what: str) -> StorageError:
+    """The one place OS errors become the project's errors."""
+    if isinstance(e, PermissionError):
+        return PermissionDenied(f"{what}: {e.strerror}")
+    return StorageError(f"{what}: {e}", transient=e.errno in _TRANSIENT_ERRNOS)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,14 @@ reports (``IntegrityError`` on mismatch, after deleting exactly that
 generation). GCS keeps no SHA-256, so ``ObjectInfo.sha256`` is ``None``.
 
 ``STORAGE_EMULATOR_HOST`` (fake-gcs-server) is honoured with anonymous
-credentials.
+credentials. Credentials are looked up only when a ``gs://`` target is opened
+(never for a host whose targets are file:// or s3://); none found is a
+``PermissionDenied`` naming the target and how to provide them.
+
+``sdk_retry_seconds`` bounds the library's own retries of reads, stats and
+lists (its default: 120 s); 0 turns them off and leaves retrying to
+:mod:`shipper.resilience`, which retries what :meth:`GCSBackend._error` marks
+transient.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from shipper.errors import (
     ShipperError,
     StorageError,
 )
-from shipper.storage.base import ObjectInfo
+from shipper.storage.base import Capabilities, ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +52,34 @@ MiB = 1 << 20
 CHUNK_ALIGN = 256 * 1024  # resumable chunks must be multiples of 256 KiB
 SINGLE_REQUEST_MAX = 8 * MiB  # google-cloud-storage's own multipart/resumable switch
 _CONTENT_TYPE = "application/octet-stream"
+# requests / urllib3 / google-auth names for "the request never got an answer"
+_TRANSIENT_SDK = {
+    "ConnectionError",
+    "Timeout",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "ChunkedEncodingError",
+    "ProtocolError",
+    "TransportError",
+    "ServiceUnavailable",
+    "InternalServerError",
+    "TooManyRequests",
+    "GatewayTimeout",
+    "BadGateway",
+}
 
 
 class GCSBackend:
+    # GCS checks our CRC32C on upload, so "auto" verification reads header + chunk 0.
+    # Generations are versions; rewrite copies and compose joins inside the service.
+    capabilities = Capabilities(
+        verify_mode="prefix",
+        conditional_create=True,
+        versions=True,
+        server_side_copy=True,
+        compose=True,
+    )
+
     def __init__(
         self,
         bucket: str,
@@ -57,6 +89,7 @@ class GCSBackend:
         project: str | None = None,
         chunk_size: int = 100 * MiB,  # google-cloud-storage's own default
         resumable_threshold: int = SINGLE_REQUEST_MAX,
+        sdk_retry_seconds: float | None = None,
     ) -> None:
         if not bucket:
             raise ConfigError("gs target needs a bucket: gs://BUCKET/prefix")
@@ -67,13 +100,14 @@ class GCSBackend:
         self.url = f"gs://{bucket}/{self.prefix}".rstrip("/")
         self.chunk_size = chunk_size
         self.resumable_threshold = min(resumable_threshold, SINGLE_REQUEST_MAX)
-        self.client = client if client is not None else _make_client(project)
+        self.client = client if client is not None else _make_client(project, self.url)
         self.bucket = self.client.bucket(bucket)
+        self._retry = _sdk_retry(sdk_retry_seconds)
 
     @classmethod
     def from_url(cls, url: str, opts: Mapping[str, Any]) -> GCSBackend:
         p = urlparse(url)
-        known = {"client", "project", "chunk_size", "resumable_threshold"}
+        known = {"client", "project", "chunk_size", "resumable_threshold", "sdk_retry_seconds"}
         unknown = set(opts) - known
         if unknown:
             raise ConfigError(f"target {url!r}: unknown gs option(s) {sorted(unknown)}")
@@ -81,6 +115,8 @@ class GCSBackend:
         for name in ("chunk_size", "resumable_threshold"):
             if kw.get(name) is not None:
                 kw[name] = int(kw[name])
+        if kw.get("sdk_retry_seconds") is not None:
+            kw["sdk_retry_seconds"] = float(kw["sdk_retry_seconds"])
         return cls(p.netloc, p.path, **kw)
 
     # ------------------------------------------------------------------ protocol
@@ -146,13 +182,15 @@ class GCSBackend:
         blob = self.bucket.blob(self._name(key))
         try:
             if length is None and offset == 0:
-                blob.reload()  # maps a missing object now, and pins the generation we read
+                # maps a missing object now, and pins the generation we read
+                blob.reload(**self._retry)
                 return blob.open("rb", chunk_size=self.chunk_size)  # type: ignore[no-any-return]
             if length == 0:
-                blob.reload()
+                blob.reload(**self._retry)
                 return io.BytesIO(b"")
             end = None if length is None else offset + length - 1
-            return io.BytesIO(blob.download_as_bytes(start=offset, end=end, checksum=None))
+            data = blob.download_as_bytes(start=offset, end=end, checksum=None, **self._retry)
+            return io.BytesIO(data)
         except Exception as e:
             if _status(e) == 416:  # offset at/after the end: nothing to read
                 return io.BytesIO(b"")
@@ -161,21 +199,24 @@ class GCSBackend:
     def stat(self, key: str) -> ObjectInfo:
         blob = self.bucket.blob(self._name(key))
         try:
-            blob.reload()
+            blob.reload(**self._retry)
         except Exception as e:
             raise self._error(e, key, "stat") from e
         return self._info(key, blob)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         try:
-            for blob in self.client.list_blobs(self.bucket_name, prefix=self.prefix + prefix):
+            blobs = self.client.list_blobs(
+                self.bucket_name, prefix=self.prefix + prefix, **self._retry
+            )
+            for blob in blobs:
                 yield self._info(blob.name[len(self.prefix) :], blob)
         except Exception as e:
             raise self._error(e, prefix, "list") from e
 
     def delete(self, key: str) -> None:
         try:
-            self.bucket.blob(self._name(key)).delete()
+            self.bucket.blob(self._name(key)).delete(**self._retry)
         except Exception as e:
             raise self._error(e, key, "delete") from e
 
@@ -234,7 +275,13 @@ class GCSBackend:
             return IntegrityError(f"{action} {where}: checksum mismatch: {e}")
         if type(e).__name__ in ("DefaultCredentialsError", "RefreshError"):
             return PermissionDenied(f"{action} {where}: no usable Google credentials ({e})")
-        return StorageError(f"{action} {where} failed: {status or type(e).__name__}: {_message(e)}")
+        transient = (status is not None and (status >= 500 or status in (408, 429))) or any(
+            c.__name__ in _TRANSIENT_SDK for c in type(e).__mro__
+        )
+        return StorageError(
+            f"{action} {where} failed: {status or type(e).__name__}: {_message(e)}",
+            transient=transient,
+        )
 
     def _bucket_exists(self) -> bool:
         try:
@@ -292,8 +339,24 @@ class _Exact:
         return data
 
 
-def _make_client(project: str | None) -> Any:
-    from google.cloud import storage  # type: ignore[attr-defined]
+def _sdk_retry(seconds: float | None) -> dict[str, Any]:
+    """Keyword arguments that bound (or turn off) the library's own retries."""
+    if seconds is None:
+        return {}
+    if seconds <= 0:
+        return {"retry": None}
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return {"retry": DEFAULT_RETRY.with_timeout(seconds)}
+
+
+def _make_client(project: str | None, url: str) -> Any:
+    try:
+        from google.cloud import storage  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise ConfigError(
+            f"target {url}: gs:// needs google-cloud-storage: pip install 'binlog-shipper[gcp]'"
+        ) from e
 
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     if emulator:
@@ -306,7 +369,21 @@ def _make_client(project: str | None) -> Any:
             credentials=AnonymousCredentials(),
             client_options={"api_endpoint": emulator},
         )
-    return storage.Client(project=project)
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return storage.Client(project=project)
+    except DefaultCredentialsError as e:
+        raise PermissionDenied(
+            f"target {url}: no Google credentials found. Set GOOGLE_APPLICATION_CREDENTIALS "
+            "to a service account key file (or run `gcloud auth application-default login`, "
+            "or run on a GCP host with a service account); for an emulator such as "
+            "fake-gcs-server set STORAGE_EMULATOR_HOST"
+        ) from e
+    except OSError as e:  # e.g. "Project was not passed and could not be determined"
+        raise ConfigError(
+            f"target {url}: {e} (set the target's project option or GOOGLE_CLOUD_PROJECT)"
+        ) from e
 
 
 def _status(e: BaseException) -> int | None:

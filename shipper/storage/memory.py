@@ -11,10 +11,13 @@ from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 from shipper.errors import ObjectNotFound, PreconditionFailed, StorageError
-from shipper.storage.base import ObjectInfo
+from shipper.storage.base import Capabilities, ObjectInfo
 
 
 class MemoryBackend:
+    #: Every error here is the caller's (a size mismatch): none is transient.
+    capabilities = Capabilities(verify_mode="full", conditional_create=True)
+
     def __init__(self, name: str = "default") -> None:
         self.url = f"memory://{name}"
         self._objects: dict[str, tuple[bytes, dict[str, str], int]] = {}

@@ -44,7 +44,7 @@ from shipper.errors import (
     ShipperError,
     StorageError,
 )
-from shipper.storage.base import ObjectInfo
+from shipper.storage.base import Capabilities, ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,42 @@ _DENIED = {
 # (a module-level alias: inside S3Backend, "list" is the method)
 _Parts = list[dict[str, Any]]
 _INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+# Asking again may succeed: throttling, server-side trouble, timeouts. (Any 5xx too.)
+_TRANSIENT = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "429",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "ServiceUnavailable",
+    "OperationAborted",
+}
+# botocore's names for "the request never got an answer" (connection refused/reset, timeouts)
+_TRANSIENT_SDK = {
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionError",
+    "ProxyConnectionError",
+    "ResponseStreamingError",
+    "IncompleteReadError",
+    "ProtocolError",
+}
 
 
 class S3Backend:
+    # S3 checks our SHA-256 before it stores a body, so "auto" verification reads only
+    # the header and chunk 0 back. Versioned buckets keep versions; CopyObject copies.
+    capabilities = Capabilities(
+        verify_mode="prefix", conditional_create=True, versions=True, server_side_copy=True
+    )
+
     def __init__(
         self,
         bucket: str,
@@ -437,7 +470,10 @@ class S3Backend:
         else:
             if isinstance(e, NoCredentialsError | PartialCredentialsError):
                 return PermissionDenied(f"{action} {where}: no AWS credentials found ({e})")
-        return StorageError(f"{action} {where} failed: {code or type(e).__name__}: {_message(e)}")
+        return StorageError(
+            f"{action} {where} failed: {code or type(e).__name__}: {_message(e)}",
+            transient=_is_transient(e, code),
+        )
 
     @property
     def endpoint_or_aws(self) -> str:
@@ -449,6 +485,17 @@ class S3Backend:
         except Exception as e:
             return _code(e) not in _NOT_FOUND | {"NoSuchBucket"}
         return True
+
+
+def _is_transient(e: BaseException, code: str) -> bool:
+    if code in _TRANSIENT or (code.isdigit() and int(code) >= 500):
+        return True
+    response = getattr(e, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int) and (status >= 500 or status == 429):
+            return True
+    return any(c.__name__ in _TRANSIENT_SDK for c in type(e).__mro__)
 
 
 def _code(e: BaseException) -> str:

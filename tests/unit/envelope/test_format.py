@@ -220,6 +220,17 @@ def test_expected_context_mismatch() -> None:
         verify_prefix(blob, providers=[KR_A], expected_context={**CTX, "binlog_name": "b.2"})
 
 
+def test_expected_context_may_be_any_of_several() -> None:
+    blob = sealed(b"x")
+    other = {**CTX, "layout": "2"}
+    assert opened(blob, expected_context=[other, dict(CTX)]) == b"x"
+    assert verify_prefix(blob, providers=[KR_A], expected_context=(other, CTX)).context == CTX
+    with pytest.raises(IntegrityError, match="differs from the expected"):
+        opened(blob, expected_context=[other, {**CTX, "tenant": "evil"}])
+    with pytest.raises(IntegrityError, match="differs from the expected"):
+        opened(blob, expected_context=[])
+
+
 def _rewrite_header(blob: bytes, edit: Any) -> bytes:
     hdr = read_header(io.BytesIO(blob))
     body = json.loads(hdr.raw[36:])
