@@ -71,6 +71,7 @@ def find_binlog(
 def fetch_to_file(
     backend: StorageBackend, key: str, providers: Sequence[KeyProvider], dest: Path
 ) -> FetchResult:
+    contexts = objects.accepted_contexts(key)  # a key outside the layout: refused first
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stat = backend.stat(key)
@@ -78,9 +79,7 @@ def fetch_to_file(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, contextlib.closing(backend.open(key)) as src:
-            res = envelope.unseal(
-                src, out, providers=providers, expected_context=objects.accepted_contexts(key)
-            )
+            res = envelope.unseal(src, out, providers=providers, expected_context=contexts)
             out.flush()
             os.fsync(out.fileno())
         want = objects.ObjectMeta.from_metadata(stat.metadata).plaintext_sha256
@@ -101,11 +100,10 @@ def fetch_to_file(
 
 def read_object(backend: StorageBackend, key: str, providers: Sequence[KeyProvider]) -> bytes:
     """Decrypt a small object (a transaction index) into memory."""
+    contexts = objects.accepted_contexts(key)
     out = io.BytesIO()
     with contextlib.closing(backend.open(key)) as src:
-        envelope.unseal(
-            src, out, providers=providers, expected_context=objects.accepted_contexts(key)
-        )
+        envelope.unseal(src, out, providers=providers, expected_context=contexts)
     return out.getvalue()
 
 
@@ -118,13 +116,14 @@ def verify_object(
 ) -> None:
     """Read ``key`` back in full, decrypt and decompress it into a hash sink (no plaintext
     on disk); its plaintext must have ``plaintext_sha256`` (and ``plaintext_size``)."""
+    contexts = objects.accepted_contexts(key)
     sink = HashSink()
     with contextlib.closing(backend.open(key)) as src:
         res = envelope.unseal(
             src,
             sink,  # type: ignore[arg-type]
             providers=providers,
-            expected_context=objects.accepted_contexts(key),
+            expected_context=contexts,
         )
     if res.plaintext_sha256 != plaintext_sha256 or (
         plaintext_size is not None and res.plaintext_size != plaintext_size

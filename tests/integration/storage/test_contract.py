@@ -8,8 +8,11 @@ import os
 
 import pytest
 
-from shipper.errors import ObjectNotFound, PreconditionFailed, StorageError
+from shipper.errors import ObjectNotFound, PermissionDenied, PreconditionFailed, StorageError
+from shipper.resilience import is_transient, retrying
+from shipper.storage import Capabilities, StorageBackend, open_backend
 from tests.integration.storage.conftest import BIG, MiB, Target
+from tests.services.cloud import FakeGcs, Moto, MotoAuth, free_port
 
 META = {
     "server_uuid": "3e11fa47-71ca-11e1-9e33-c80aa9429562",
@@ -232,3 +235,98 @@ def test_invalid_keys_are_refused(target: Target, bad: str) -> None:
         pytest.skip("the memory backend stores any string")
     with pytest.raises(StorageError, match="invalid object key"):
         _put(target, bad, b"x")
+
+
+# ------------------------------------------------------- capabilities and error classes
+
+
+def test_backend_declares_its_capabilities(target: Target) -> None:
+    caps = target.backend.capabilities
+    assert isinstance(caps, Capabilities)
+    assert caps.conditional_create
+    # the cloud services check our checksum on upload: "auto" reads back a prefix only
+    assert caps.verify_mode == ("prefix" if target.kind in ("s3", "gcs") else "full")
+    assert caps.compose == (target.kind == "gcs")
+
+
+def test_an_invalid_argument_is_permanent(target: Target) -> None:
+    if target.kind == "memory":
+        pytest.skip("the memory backend stores any string")
+    with pytest.raises(StorageError, match="invalid object key") as e:
+        _put(target, "/abs", b"x")
+    assert not is_transient(e.value)
+
+
+def _unreachable(kind: str) -> StorageBackend:
+    """A backend whose endpoint is a closed port on this host: connection refused."""
+    url = f"http://127.0.0.1:{free_port()}"
+    if kind == "s3":
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.session.Session().client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+        )
+        return open_backend("s3://some-bucket/p", {"client": client})
+    return open_backend(
+        "gs://some-bucket/p",
+        {"client": FakeGcs(endpoint_url=url).client(), "sdk_retry_seconds": 0},
+    )
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_connection_refused_is_transient_and_retried(kind: str) -> None:
+    backend = _unreachable(kind)
+    calls: list[int] = []
+
+    def stat() -> object:
+        calls.append(1)
+        return backend.stat("k")
+
+    with pytest.raises(StorageError) as e:
+        retrying(stat, attempts=3, max_wait=0.01)
+    assert is_transient(e.value), e.value
+    assert "some-bucket" in str(e.value)
+    assert len(calls) == 3
+
+
+def test_missing_bucket_is_permanent_and_not_retried(moto: Moto, fake_gcs: FakeGcs) -> None:
+    for backend in (
+        open_backend(
+            "s3://no-such-bucket-here/p",
+            {"endpoint_url": moto.endpoint_url, "region": moto.region},
+        ),
+        open_backend("gs://no-such-bucket-here/p", {"client": fake_gcs.client()}),
+    ):
+        calls: list[int] = []
+
+        def put(b: StorageBackend = backend, calls: list[int] = calls) -> object:
+            calls.append(1)
+            return b.put("k", io.BytesIO(b"x"), size=1, metadata={})
+
+        with pytest.raises(ObjectNotFound, match="bucket no-such-bucket-here") as e:
+            retrying(put, attempts=3, max_wait=0.01)
+        assert not is_transient(e.value)
+        assert len(calls) == 1
+
+
+def test_s3_metadata_too_large_is_permanent(moto: Moto) -> None:
+    backend = open_backend(
+        f"s3://{moto.bucket()}/p", {"endpoint_url": moto.endpoint_url, "region": moto.region}
+    )
+    with pytest.raises(StorageError, match="metadata is") as e:
+        backend.put("k", io.BytesIO(b"x"), size=1, metadata={"big": "x" * 4000})
+    assert not is_transient(e.value)
+
+
+def test_s3_access_denied_is_permanent(moto_auth: MotoAuth) -> None:
+    client = moto_auth.client("s3", **moto_auth.allowed)
+    backend = open_backend("s3://some-other-bucket/p", {"client": client})
+    with pytest.raises(PermissionDenied) as e:
+        backend.put("k", io.BytesIO(b"x"), size=1, metadata={})
+    assert not is_transient(e.value)
