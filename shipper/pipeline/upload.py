@@ -23,7 +23,7 @@ import functools
 import io
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,6 +58,9 @@ class ObjectWriter:
     level: int = 3
     chunk_size: int = 1 << 20
     verify_mode: str = "auto"
+    #: (target, key, sha256) of existing objects verified in full by this writer, so
+    #: the verify step right after does not download them a second time
+    _verified: set[tuple[str, str, str]] = field(default_factory=set, compare=False, repr=False)
 
     def seal(self, b: SealedBinlog, key: str | None = None) -> None:
         """Seal the staged file into ``b.sealed`` for ``key`` (default: ``b.context``);
@@ -131,6 +134,7 @@ class ObjectWriter:
         nothing: a crash, a bad disk or another writer may have left anything there."""
         try:
             verify_object(backend, key, self.providers, b.sha256, b.size)
+            self._verified.add((backend.url, key, b.sha256))
         except (IntegrityError, KeyProviderError) as e:
             raise type(e)(
                 f"{backend.url}/{key} already exists and claims to hold binlog {b.name} "
@@ -147,6 +151,10 @@ class ObjectWriter:
                 f"{backend.url}/{key}: metadata plaintext_sha256 does not "
                 f"match the staged binlog {b.name}"
             )
+        if (backend.url, key, b.sha256) in self._verified:
+            # read back in full moments ago by verify_existing, and objects are immutable
+            self._verified.discard((backend.url, key, b.sha256))
+            return
         mode = self.verify_mode
         if mode == "auto":
             mode = backend.capabilities.verify_mode

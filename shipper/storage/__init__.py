@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from shipper.storage.base import Capabilities, ObjectInfo, StorageBackend
-from shipper.storage.factory import build_backend, open_backend, register_scheme, register_wrapper
+from shipper.storage.factory import build_backend, open_backend, register_scheme
 
 __all__ = [
     "Capabilities",
@@ -18,5 +18,4 @@ __all__ = [
     "build_backend",
     "open_backend",
     "register_scheme",
-    "register_wrapper",
 ]

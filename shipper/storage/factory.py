@@ -3,17 +3,17 @@
 ``open_backend(url, options)``: the URL's scheme picks a builder, the builder
 makes the backend (its SDK imported only then, as barman does, so a host that
 ships to S3 need not install google-cloud-storage, and a host without a gs://
-target never looks for Google credentials), then every registered wrapper is
-applied in order (as restic chains ``retry``, ``limiter``, ``logger`` around a
-backend). A wrapper takes a backend and returns one with the same protocol and
-the same ``capabilities``; the resilience layer registers its retry and
-circuit-breaker wrappers here, so every caller gets them by calling
-``open_backend`` and no caller builds a backend itself.
+target never looks for Google credentials), then the wrappers in
+:data:`WRAPPERS` are applied in order (as restic chains ``retry``, ``limiter``,
+``logger`` around a backend). A wrapper takes a backend and returns one with the
+same protocol and the same ``capabilities``; retry and circuit-breaker wrappers
+belong in that list, so every caller gets them by calling ``open_backend`` and
+no caller builds a backend itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,17 +24,14 @@ Builder = Callable[[str, Mapping[str, Any]], StorageBackend]
 Wrapper = Callable[[StorageBackend], StorageBackend]
 
 _BUILDERS: dict[str, Builder] = {}
-_WRAPPERS: list[tuple[str, Wrapper]] = []
+#: The chain every backend from :func:`open_backend` goes through, innermost first.
+#: Empty today: ``shipper.resilience.retrying`` is still called around single
+#: operations by the pipeline; a retry / circuit-breaker wrapper goes here.
+WRAPPERS: tuple[Wrapper, ...] = ()
 
 
 def register_scheme(scheme: str, builder: Builder) -> None:
     _BUILDERS[scheme] = builder
-
-
-def register_wrapper(name: str, wrapper: Wrapper) -> None:
-    """Add ``wrapper`` to the chain every opened backend goes through (once per name)."""
-    if all(n != name for n, _ in _WRAPPERS):
-        _WRAPPERS.append((name, wrapper))
 
 
 def build_backend(url: str, options: Mapping[str, Any] | None = None) -> StorageBackend:
@@ -48,10 +45,15 @@ def build_backend(url: str, options: Mapping[str, Any] | None = None) -> Storage
     return builder(url, options or {})
 
 
-def open_backend(url: str, options: Mapping[str, Any] | None = None) -> StorageBackend:
-    """The backend for ``url`` with every registered wrapper around it."""
+def open_backend(
+    url: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    wrappers: Sequence[Wrapper] | None = None,
+) -> StorageBackend:
+    """The backend for ``url`` inside ``wrappers`` (default :data:`WRAPPERS`), in order."""
     backend = build_backend(url, options)
-    for _name, wrap in _WRAPPERS:
+    for wrap in WRAPPERS if wrappers is None else wrappers:
         backend = wrap(backend)
     return backend
 
