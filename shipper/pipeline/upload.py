@@ -227,10 +227,10 @@ class ObjectWriter:
                     expected_context=objects.accepted_contexts(ikey),
                 )
             theirs = res.header.metadata.get("plaintext_sha256")
-            if theirs != b.sha256 or out.getvalue() != index:
-                raise IntegrityError(
-                    f"it indexes a binlog with sha256 {theirs}, or holds other entries"
-                )
+            if theirs != b.sha256:
+                raise IntegrityError(f"it indexes another binlog (sha256 {theirs})")
+            if out.getvalue() != index:
+                raise IntegrityError("its entries differ from the index of the staged binlog")
         except (IntegrityError, KeyProviderError) as e:
             raise type(e)(
                 f"{backend.url}/{ikey} already exists but is not the transaction index of "
