@@ -11,145 +11,40 @@ plaintext SHA-256 matched the staged file. The database runs in WAL mode with
 ``synchronous=FULL`` so a committed row survives power loss; every transition
 is its own transaction, so a crash leaves the row at its last durable state
 and the pipeline redoes the (idempotent) steps after it.
+
+Beside each row, ``placements`` says where the binlog is on each target (key,
+version, verified when): targets can differ, e.g. a lineage conflict on one
+target only puts that target's copy under the lineage key. The schema is
+versioned (``shipper/manifest_schema.py``); opening an older manifest migrates it
+forward. The file and its ``-wal``/``-shm`` are private (0600).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from shipper.errors import StateError
-
-STATES = ("discovered", "staged", "uploaded", "verified", "committed", "flagged", "gap")
-_RANK = {
-    "discovered": 0,
-    "staged": 1,
-    "uploaded": 2,
-    "verified": 3,
-    "committed": 4,
-    "flagged": 4,
-    "gap": 4,
-}
-TERMINAL = frozenset({"committed", "flagged", "gap"})
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS binlogs (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    name            TEXT NOT NULL,
-    lineage         INTEGER NOT NULL DEFAULT 0,
-    identity        TEXT,
-    sequence        INTEGER NOT NULL,
-    state           TEXT NOT NULL,
-    size            INTEGER,
-    sha256          TEXT,
-    server_id       INTEGER,
-    server_uuid     TEXT,
-    server_version  TEXT,
-    first_ts        INTEGER,
-    last_ts         INTEGER,
-    gtid_previous   TEXT,
-    gtid_end        TEXT,
-    file_status     TEXT,
-    object_key      TEXT,
-    targets         TEXT NOT NULL DEFAULT '[]',
-    envelope_size   INTEGER,
-    error           TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    discovered_at   REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    committed_at    REAL,
-    UNIQUE (name, lineage)
-);
-CREATE TABLE IF NOT EXISTS journal (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    at      REAL NOT NULL,
-    binlog  TEXT,
-    kind    TEXT NOT NULL,
-    detail  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS backups (
-    id          TEXT PRIMARY KEY,
-    tool        TEXT NOT NULL,
-    started_at  REAL,
-    finished_at REAL,
-    binlog_file TEXT,
-    binlog_pos  INTEGER,
-    gtid_set    TEXT,
-    object_key  TEXT,
-    targets     TEXT NOT NULL DEFAULT '[]',
-    sha256      TEXT,
-    size        INTEGER,
-    extra       TEXT NOT NULL DEFAULT '{}'
-);
-"""
-
-_COLUMNS = (
-    "name",
-    "lineage",
-    "identity",
-    "sequence",
-    "state",
-    "size",
-    "sha256",
-    "server_id",
-    "server_uuid",
-    "server_version",
-    "first_ts",
-    "last_ts",
-    "gtid_previous",
-    "gtid_end",
-    "file_status",
-    "object_key",
-    "targets",
-    "envelope_size",
-    "error",
-    "attempts",
-    "discovered_at",
-    "updated_at",
-    "committed_at",
+from shipper.manifest_rows import (
+    _COLUMNS,
+    _RANK,
+    STATES,
+    TERMINAL,
+    BinlogRow,
+    Placement,
+    _placement,
+    _row,
 )
+from shipper.manifest_schema import migrate
 
-
-@dataclass(frozen=True)
-class BinlogRow:
-    name: str
-    #: 0 for the first file of this name; +1 each time the server reuses the name for a
-    #: different file (RESET MASTER, a rebuilt server)
-    lineage: int
-    #: sha256 of the file's first 4 KiB (its format description event and start)
-    identity: str | None
-    sequence: int
-    state: str
-    size: int | None
-    sha256: str | None
-    server_id: int | None
-    #: @@server_uuid (MySQL); empty on MariaDB, which has none
-    server_uuid: str | None
-    server_version: str | None
-    first_ts: int | None
-    last_ts: int | None
-    gtid_previous: str | None
-    gtid_end: str | None
-    file_status: str | None
-    object_key: str | None
-    targets: tuple[str, ...]
-    envelope_size: int | None
-    error: str | None
-    attempts: int
-    discovered_at: float
-    updated_at: float
-    committed_at: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {c: getattr(self, c) for c in _COLUMNS}
-        d["targets"] = list(self.targets)
-        return d
+__all__ = ["STATES", "TERMINAL", "BinlogRow", "Manifest", "Placement", "binlog_sequence"]
 
 
 def binlog_sequence(name: str) -> int:
@@ -164,14 +59,48 @@ class Manifest:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private_file(self.path)
             self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as e:
             raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") from e
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            migrate(self._db, self.path)
+        except sqlite3.OperationalError as e:
+            self._db.close()
+            raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") from e
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise self._damaged(e) from e
+        except BaseException:
+            self._db.close()
+            raise
+        for suffix in ("-wal", "-shm"):
+            # SQLite gives these the main file's mode; tighten ones an old release left
+            _private_file(self.path.with_name(self.path.name + suffix), create=False)
         self._db.row_factory = sqlite3.Row
+
+    def _damaged(self, e: sqlite3.DatabaseError) -> StateError:
+        return StateError(
+            f"state manifest {self.path} is damaged ({e}). Either restore it from a copy, "
+            f"or move it aside (mv {self.path} {self.path}.damaged) and rerun `binlog-shipper "
+            "run --once`: it re-verifies what is already archived instead of uploading it "
+            "again. `binlog-shipper restore plan --from URL` reads the archive and does not "
+            "need the manifest."
+        )
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.OperationalError as e:
+            raise StateError(f"state manifest {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            raise self._damaged(e) from e
 
     def close(self) -> None:
         self._db.close()
@@ -190,8 +119,13 @@ class Manifest:
             raise StateError(f"state manifest {self.path}: {e}") from e
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as e:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError):
+                raise StateError(f"state manifest {self.path}: {e}") from e
+            if isinstance(e, sqlite3.DatabaseError):
+                raise self._damaged(e) from e
             raise
         else:
             try:
@@ -200,17 +134,32 @@ class Manifest:
                 raise StateError(f"state manifest {self.path}: commit failed: {e}") from e
 
     # -- binlogs --
-    def get(self, name: str) -> BinlogRow | None:
-        """The latest lineage of ``name``."""
-        row = self._db.execute(
+    def get(self, name: str, target: str | None = None) -> BinlogRow | None:
+        """The latest lineage of ``name``; with ``target``, its key on that target."""
+        rows = self._query(
             "SELECT * FROM binlogs WHERE name = ? ORDER BY lineage DESC LIMIT 1", (name,)
-        ).fetchone()
-        return _row(row) if row else None
+        )
+        return self._for_target(_row(rows[0]), rows[0]["id"], target) if rows else None
 
-    def all(self) -> list[BinlogRow]:
-        """Every row of every lineage, in the order they were discovered."""
-        rows = self._db.execute("SELECT * FROM binlogs ORDER BY id").fetchall()
-        return [_row(r) for r in rows]
+    def all(self, target: str | None = None) -> list[BinlogRow]:
+        """Every row of every lineage, in the order they were discovered.
+
+        With ``target`` (a configured target URL), each row's ``object_key`` is where
+        that target holds it (it may differ per target: a lineage conflict on one
+        target only), when the manifest has a verified placement there.
+        """
+        rows = self._query("SELECT * FROM binlogs ORDER BY id")
+        return [self._for_target(_row(r), r["id"], target) for r in rows]
+
+    def _for_target(self, row: BinlogRow, row_id: int, target: str | None) -> BinlogRow:
+        if target is None:
+            return row
+        found = self._query(
+            "SELECT object_key FROM placements WHERE binlog_id = ? AND target = ?"
+            " AND state = 'verified'",
+            (row_id, target),
+        )
+        return replace(row, object_key=found[0][0]) if found else row
 
     def discover(
         self, name: str, size: int | None = None, identity: str | None = None
@@ -307,14 +256,14 @@ class Manifest:
             )
 
     def pending(self) -> list[BinlogRow]:
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT * FROM binlogs WHERE state NOT IN ('committed', 'flagged', 'gap') ORDER BY id"
-        ).fetchall()
+        )
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
-        for state, n in self._db.execute("SELECT state, COUNT(*) FROM binlogs GROUP BY state"):
+        for state, n in self._query("SELECT state, COUNT(*) FROM binlogs GROUP BY state"):
             out[state] = n
         return out
 
@@ -334,7 +283,7 @@ class Manifest:
             args = (kind,)
         return [
             {"at": r[0], "binlog": r[1], "kind": r[2], "detail": json.loads(r[3])}
-            for r in self._db.execute(q + " ORDER BY id", args)
+            for r in self._query(q + " ORDER BY id", args)
         ]
 
     # -- backups (base backups for point-in-time restore) --
@@ -349,16 +298,96 @@ class Manifest:
 
     def backups(self) -> list[dict[str, Any]]:
         out = []
-        for r in self._db.execute("SELECT * FROM backups ORDER BY started_at"):
+        for r in self._query("SELECT * FROM backups ORDER BY started_at"):
             d = dict(r)
             d["targets"] = json.loads(d["targets"])
             d["extra"] = json.loads(d["extra"])
             out.append(d)
         return out
 
+    # -- placements: where each binlog is on each target --
+    def place(
+        self,
+        name: str,
+        target: str,
+        *,
+        key: str | None,
+        version: str | None = None,
+        envelope_size: int | None = None,
+        error: str | None = None,
+        lineage: int | None = None,
+    ) -> None:
+        """Record ``name``'s object on ``target``: verified at ``key``, or (with
+        ``error``) an attempt that failed. A failure never replaces a verified placement."""
+        now = time.time()
+        with self._tx() as db:
+            row_id = self._row_id(db, name, lineage)
+            if error is None:
+                db.execute(
+                    "INSERT OR REPLACE INTO placements (binlog_id, target, object_key, version,"
+                    " envelope_size, state, verified_at, error, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'verified', ?, NULL, ?)",
+                    (row_id, target, key, version, envelope_size, now, now),
+                )
+            else:
+                db.execute(
+                    "INSERT INTO placements (binlog_id, target, object_key, state, error,"
+                    " updated_at) VALUES (?, ?, ?, 'failed', ?, ?)"
+                    " ON CONFLICT (binlog_id, target) DO UPDATE SET error = excluded.error,"
+                    " updated_at = excluded.updated_at WHERE state != 'verified'",
+                    (row_id, target, key, error, now),
+                )
 
-def _row(r: sqlite3.Row) -> BinlogRow:
-    d = dict(r)
-    del d["id"]
-    d["targets"] = tuple(json.loads(d["targets"] or "[]"))
-    return BinlogRow(**d)
+    def _row_id(self, db: sqlite3.Connection, name: str, lineage: int | None) -> int:
+        if lineage is None:
+            cur = db.execute(
+                "SELECT id FROM binlogs WHERE name = ? ORDER BY lineage DESC LIMIT 1", (name,)
+            ).fetchone()
+        else:
+            cur = db.execute(
+                "SELECT id FROM binlogs WHERE name = ? AND lineage = ?", (name, lineage)
+            ).fetchone()
+        if cur is None:
+            raise StateError(f"binlog {name} is not in the manifest")
+        return int(cur[0])
+
+    def placements(self, name: str, lineage: int | None = None) -> dict[str, Placement]:
+        """Target URL -> placement of ``name`` (its latest lineage unless given)."""
+        q = (
+            "SELECT p.* FROM placements p JOIN binlogs b ON b.id = p.binlog_id WHERE b.name = ?"
+            " AND b.lineage = "
+            + ("?" if lineage is not None else "(SELECT MAX(lineage) FROM binlogs WHERE name = ?)")
+            + " ORDER BY p.target"
+        )
+        rows = self._query(q, (name, lineage if lineage is not None else name))
+        return {r["target"]: _placement(r) for r in rows}
+
+    def all_placements(self) -> dict[tuple[str, int], dict[str, Placement]]:
+        """(name, lineage) -> target URL -> placement, for every row that has one."""
+        out: dict[tuple[str, int], dict[str, Placement]] = {}
+        for r in self._query(
+            "SELECT b.name, b.lineage, p.* FROM placements p JOIN binlogs b"
+            " ON b.id = p.binlog_id ORDER BY p.binlog_id, p.target"
+        ):
+            out.setdefault((r["name"], r["lineage"]), {})[r["target"]] = _placement(r)
+        return out
+
+    def unplaced(self, target: str) -> list[BinlogRow]:
+        """Committed rows without a verified placement on ``target``, oldest first."""
+        rows = self._query(
+            "SELECT * FROM binlogs b WHERE b.state = 'committed' AND NOT EXISTS (SELECT 1"
+            " FROM placements p WHERE p.binlog_id = b.id AND p.target = ?"
+            " AND p.state = 'verified') ORDER BY b.sequence, b.id",
+            (target,),
+        )
+        return [_row(r) for r in rows]
+
+
+def _private_file(path: Path, *, create: bool = True) -> None:
+    """Create ``path`` mode 0600 (or tighten the product's own file to it)."""
+    if create:
+        with suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    with suppress(FileNotFoundError):
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
