@@ -91,10 +91,9 @@ class Config:
 
     def write_targets(self) -> tuple[TargetConfig, ...]:
         """Targets the host writes: the primary cloud's, or all of them with direct_dual."""
-        if self.direct_dual:
-            return self.targets
-        primary = tuple(t for t in self.targets if t.cloud == self.primary)
-        return primary or self.targets[:1]
+        from shipper.pipeline.routing import write_targets  # the rule and its reasons live there
+
+        return write_targets(self)
 
 
 def _cloud_of(url: str) -> str:

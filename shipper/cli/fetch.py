@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = cfg.state_dir / "manifest.sqlite"
         if manifest.exists():
             with Manifest(manifest) as m:
-                row = m.get(args.binlog)
+                row = m.get(args.binlog, target=url)  # that target's key (placements)
                 if row and row.object_key and row.state == "committed":
                     key = row.object_key
     if key is None:

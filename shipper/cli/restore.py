@@ -132,7 +132,9 @@ def make_plan(
             "(run on the shipping host, or copy its state dir)"
         )
     with Manifest(path) as m:
-        rows = [ArchivedBinlog.from_row(r) for r in m.all()]
+        # the source target's own keys: a lineage conflict may differ per target
+        target = args.source or cfg.targets[0].url
+        rows = [ArchivedBinlog.from_row(r) for r in m.all(target=target)]
         backups = [BackupInfo.from_row(b) for b in m.backups()]
 
     def load_index(row: ArchivedBinlog) -> TransactionIndex:

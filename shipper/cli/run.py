@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from typing import Any
 
 from shipper.cli.common import add_config_args, load_config, print_json
+from shipper.errors import StorageError
 from shipper.pipeline.ship import PassResult, Shipper
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
         doc = dry_run(cfg)
         print_json(doc)
+        for w in doc["warnings"]:
+            print(f"binlog-shipper: warning: {w}", file=sys.stderr)
         return 1 if any(c["status"] == "denied" for c in doc.get("checks", [])) else 0
     shipper = Shipper(cfg)
     try:
@@ -50,19 +54,37 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(res: PassResult) -> int:
+    """Print what the pass did; the exit code: 1 when a binlog failed, was flagged or is
+    a gap, else 8 when a target failed as a whole (a storage failure), else 0."""
     for name in res.shipped:
         print(f"shipped  {name}")
+    for url, names in res.backfilled.items():
+        print(f"backfill {url}: {len(names)} committed binlog(s) copied ({names[0]}..{names[-1]})")
     for name in res.flagged:
         print(f"FLAGGED  {name}: event checksum mismatch; quarantined, not restorable")
     for name in res.gaps:
         print(f"GAP      {name}: purged by the server before it was shipped")
     for name, err in res.failed.items():
         print(f"FAILED   {name}: {err}")
+    _print_targets_down(res)
     print(
         f"{len(res.shipped)} shipped, {len(res.already)} already archived, "
         f"{len(res.flagged)} flagged, {len(res.gaps)} gaps, {len(res.failed)} failed"
+        + (f", {len(res.blocked)} held back by a target" if res.blocked else "")
     )
-    return 0 if res.ok else 1
+    if res.failed or res.flagged or res.gaps:
+        return 1
+    return StorageError.exit_code if res.targets_down else 0
+
+
+def _print_targets_down(res: PassResult) -> None:
+    # once per target and pass, however many binlogs it held back
+    for down in res.targets_down.values():
+        print(
+            f"TARGET   {down.url} failed: {down.error}; {down.blocked} binlog(s) not written "
+            "to it (kept pending, retried next pass)",
+            flush=True,
+        )
 
 
 def watch(shipper: Shipper) -> int:
@@ -99,6 +121,7 @@ def watch(shipper: Shipper) -> int:
                     res = shipper.ship_pass(state, binlog_dir)
                     for name in res.shipped:
                         print(f"shipped  {name}", flush=True)
+                    _print_targets_down(res)
                 except Exception as e:  # keep watching; the error is logged and counted
                     shipper.metrics.failures.labels(stage="pass").inc()
                     log.error("pass failed: %s", e)

@@ -2,7 +2,9 @@
 
 Uploads nothing and changes no state: reads the server's binlog list, scans
 each pending closed binlog for its first timestamp (which fixes its key), and
-runs each target's permission checks.
+runs each written target's permission checks. Every configured target is
+listed with its routing role; one the host will not write comes with a warning
+saying why and what to set instead (``pipeline/routing.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from shipper.config import Config
 from shipper.errors import ShipperError
 from shipper.keys import make_provider
 from shipper.manifest import Manifest
+from shipper.pipeline import routing
 from shipper.pipeline.discover import read_state
 from shipper.storage import open_backend
 
@@ -25,11 +28,15 @@ def dry_run(cfg: Config) -> dict[str, Any]:
     state = read_state(cfg.mysql)
     binlog_dir = Path(cfg.mysql.binlog_dir or state.binlog_dir)
     committed: set[str] = set()
+    routes = routing.routes(cfg)
+    targets = [r.target for r in routes if r.written]
+    #: written target -> committed binlogs it lacks (a target added later): backfilled
+    backfill: dict[str, list[str]] = {}
     manifest_path = cfg.state_dir / "manifest.sqlite"
     if manifest_path.exists():
         with Manifest(manifest_path) as m:
             committed = {r.name for r in m.all() if r.state in ("committed", "flagged", "gap")}
-    targets = cfg.write_targets()
+            backfill = {t.url: [r.name for r in m.unplaced(t.url)] for t in targets}
     pending = []
     for name, size in state.closed:
         if name in committed:
@@ -81,7 +88,11 @@ def dry_run(cfg: Config) -> dict[str, Any]:
             "expire_seconds": state.expire_seconds,
         },
         "pending": pending,
-        "targets": [t.url for t in targets],
+        "targets": [
+            {**r.as_dict(), **({"backfill": backfill[r.url]} if backfill.get(r.url) else {})}
+            for r in routes
+        ],
+        "warnings": routing.warnings(cfg),
         "checks": checks,
     }
 

@@ -8,6 +8,14 @@ stored object's plaintext SHA-256 with ours: equal means "already archived";
 different means another file claimed the name (RESET MASTER, a rebuilt
 server), and ours goes to a lineage-suffixed key instead. Nothing is ever
 overwritten.
+
+Each write target (``pipeline/routing.py``) gets its own placement in the
+manifest (key, version, verified at): a row is committed once every write
+target holds a verified copy. A target that fails as a whole (bucket missing,
+access denied, endpoint down) is skipped for the rest of the pass and reported
+once, with the number of binlogs it held back; they stay staged and pending.
+Targets that lack committed binlogs (added to the config later) are filled in
+by ``pipeline/backfill.py``.
 """
 
 from __future__ import annotations
@@ -25,14 +33,22 @@ from pathlib import Path
 from shipper import objects
 from shipper.binlog import BinlogInfo, scan_file
 from shipper.config import Config
-from shipper.errors import BinlogFormatError, IntegrityError, ShipperError, StateError
+from shipper.errors import (
+    BinlogFormatError,
+    IntegrityError,
+    ShipperError,
+    StateError,
+)
 from shipper.keys import KeyProvider, make_provider
 from shipper.manifest import Manifest, binlog_sequence
+from shipper.pipeline import routing
+from shipper.pipeline.backfill import backfill
 from shipper.pipeline.discover import ServerState, read_state
 from shipper.pipeline.stage import file_identity, stage, staged_files, staged_name, unstage
-from shipper.pipeline.upload import ConflictHook, ObjectWriter, SealedBinlog
-from shipper.storage import StorageBackend, open_backend
-from shipper.telemetry import Metrics, new_trace_id
+from shipper.pipeline.targets import TARGET_ERRORS, TargetDown, TargetWriter
+from shipper.pipeline.upload import ObjectWriter
+from shipper.storage import open_backend
+from shipper.telemetry import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +63,16 @@ class PassResult:
     gaps: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: binlogs held back because a write target is down (they stay pending)
+    blocked: list[str] = field(default_factory=list)
+    #: target URL -> what failed it this pass (reported once, not once per binlog)
+    targets_down: dict[str, TargetDown] = field(default_factory=dict)
+    #: target URL -> committed binlogs copied to it this pass (a target added later)
+    backfilled: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.flagged and not self.gaps
+        return not (self.failed or self.flagged or self.gaps or self.blocked or self.targets_down)
 
 
 class Shipper:
@@ -60,21 +82,14 @@ class Shipper:
         self,
         cfg: Config,
         *,
-        backends: Sequence[StorageBackend] | None = None,
         providers: Sequence[KeyProvider] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.state_dir = cfg.state_dir
         self._check_state_dir()
-        self.staging = self.state_dir / "staging"
-        self.staging.mkdir(mode=0o700, exist_ok=True)
+        self.staging = _private_dir(self.state_dir / "staging")
         self.manifest = Manifest(self.state_dir / "manifest.sqlite")
-        self.backends = (
-            list(backends)
-            if backends is not None
-            else [open_backend(t.url, t.options) for t in cfg.write_targets()]
-        )
         self.providers = (
             list(providers) if providers is not None else [make_provider(k) for k in cfg.keys]
         )
@@ -85,10 +100,18 @@ class Shipper:
             chunk_size=cfg.chunk_size,
             verify_mode=cfg.verify,
         )
+        self.out = TargetWriter(
+            [(t.url, open_backend(t.url, t.options)) for t in routing.write_targets(cfg)],
+            self.writer,
+            self.manifest,
+            self.metrics,
+            cfg.tenant,
+        )
+        self.backends = [b for _, b in self.out.targets]
 
     def _check_state_dir(self) -> None:
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.state_dir)
         except OSError as e:
             raise StateError(f"state dir {self.state_dir} cannot be created: {e.strerror}") from e
         probe = self.state_dir / f".write-probe-{os.getpid()}"
@@ -105,7 +128,9 @@ class Shipper:
     def locked(self) -> Iterator[None]:
         """One shipper per state dir: a second one would race on the manifest."""
         path = self.state_dir / "lock"
-        with path.open("a") as f:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "r+") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
@@ -135,6 +160,7 @@ class Shipper:
 
     def ship_pass(self, state: ServerState, binlog_dir: Path) -> PassResult:
         result = PassResult()
+        self.out.down = result.targets_down
         self._sweep_staging()
         closed = state.closed
         listed = {n for n, _ in state.binlogs}
@@ -156,6 +182,15 @@ class Shipper:
                 result.failed[row.name] = str(e)
                 continue
             getattr(result, outcome).append(row.name)
+        backfill(self, binlog_dir, result)
+        for down in result.targets_down.values():
+            log.error(
+                "target %s failed this pass: %s; %d binlog(s) not written to it, kept "
+                "pending and retried next pass",
+                down.url,
+                down.error,
+                down.blocked,
+            )
         self.metrics.pending.set(len(self.manifest.pending()))
         return result
 
@@ -262,39 +297,44 @@ class Shipper:
             key = objects.quarantine_key(self.cfg.tenant_prefix, server_id, name, info.sha256)
         else:
             key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp, name)
-        trace_id = new_trace_id()
-        fields, header_meta = objects.describe(
-            info,
-            tenant=self.cfg.tenant,
-            server_id=server_id,
-            server_uuid=state.server_uuid,
-            trace_id=trace_id,
-        )
-        b = SealedBinlog(
-            name=name,
-            staged=staged,
-            sealed=sealed,
-            sha256=info.sha256,
-            size=info.size,
-            context=objects.context_for_key(key),
-            header_meta=header_meta,
-            metadata=objects.build_metadata(fields),
-        )
-        final_keys: list[str] = []
+        b = self.out.sealed_binlog(name, staged, sealed, info, server_id, state.server_uuid, key)
+        index = None if flagged else info.index.to_bytes()
+        placed = self.manifest.placements(name)
+        final_keys: dict[str, str] = {}
         outcome = "already"
-        for backend in self.backends:
-            k, wrote = self.writer.put(backend, key, b, self._lineage_conflict(name))
+        held_back = []
+        for url, backend in self.out.targets:
+            done = placed.get(url)
+            if done is not None and done.state == "verified" and done.object_key:
+                final_keys[url] = done.object_key  # placed by an earlier, interrupted attempt
+                continue
+            if url in self.out.down:
+                self.manifest.place(name, url, key=None, error=self.out.down[url].error)
+                held_back.append(url)
+                continue
+            try:
+                k, wrote = self.out.place(url, backend, key, b, index)
+            except TARGET_ERRORS as e:
+                self.out.failed(url, e, name)
+                held_back.append(url)
+                continue
             outcome = "shipped" if wrote else outcome
-            self.writer.verify(backend, k, b)
-            if not flagged:
-                self.writer.put_index(backend, k, info.index.to_bytes(), b, self.cfg.tenant)
-            final_keys.append(k)
-        targets = [be.url for be in self.backends]
-        self.manifest.reach(name, "uploaded", object_key=final_keys[0], targets=targets)
+            final_keys[url] = k
+        if held_back:
+            # the row moves on only once every write target has it; the placements
+            # already made say how far it got
+            for url in held_back:
+                self.out.down[url].blocked += 1
+            self.manifest.record_attempt(
+                name, "not yet written to " + ", ".join(held_back) + " (target down)"
+            )
+            return "blocked"
+        first = next(iter(final_keys.values()))
+        self.manifest.reach(name, "uploaded", object_key=first, targets=list(final_keys))
         self.manifest.reach(name, "verified")
         if flagged:
             outcome = "flagged"
-            self._flag(name, info.crc_error_at, final_keys[0])
+            self._flag(name, info.crc_error_at, next(iter(final_keys.values())))
         else:
             if info.status != "complete":
                 self.manifest.journal(info.status, name, {"truncated_at": info.truncated_at})
@@ -309,7 +349,7 @@ class Shipper:
             self.metrics.last_commit.set(time.time())
         unstage(self.staging, name)
         self.metrics.duration.observe(time.monotonic() - started)
-        log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, trace_id)
+        log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, b.metadata["trace_id"])
         return outcome
 
     def _flag(self, name: str, crc_error_at: int | None, key: str) -> None:
@@ -343,17 +383,10 @@ class Shipper:
             file_status=info.status,
         )
 
-    def _lineage_conflict(self, name: str) -> ConflictHook:
-        def hook(backend: StorageBackend, key: str, theirs: str) -> None:
-            detail = {"target": backend.url, "key": key, "theirs_sha256": theirs}
-            self.manifest.journal("lineage_conflict", name, detail)
-            self.metrics.lineage.inc()
-            log.error(
-                "LINEAGE CONFLICT: %s on %s holds a different %s (RESET MASTER or a "
-                "rebuilt server?); not overwriting it, storing ours under a lineage key",
-                key,
-                backend.url,
-                name,
-            )
 
-        return hook
+def _private_dir(path: Path) -> Path:
+    """Create ``path`` mode 0700, or tighten the product's own directory to it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path

@@ -132,7 +132,7 @@ def test_dry_run_exits_non_zero_when_a_check_is_denied(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A bucket that does not exist: `run --dry-run` says which check failed and exits 1;
-    `run --once` then fails too, and nothing is marked committed."""
+    `run --once` then fails too (exit 8), and nothing is marked committed."""
     server = mariadb_factory(server_id=32)
     rotate(server, 2)
     state = tmp_path / "state"
@@ -144,7 +144,7 @@ def test_dry_run_exits_non_zero_when_a_check_is_denied(
     denied = [c for c in doc["checks"] if c["status"] == "denied"]
     assert denied and all(c["target"] == missing for c in denied)
     assert "no-such-bucket-here" in " ".join(c["detail"] for c in denied)
-    assert cli(["run", "--once", "--state-dir", str(state)]) == 1
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 8  # a storage failure
     assert "no-such-bucket-here" in capsys.readouterr().out
     with Manifest(state / "manifest.sqlite") as m:
         assert not [r for r in m.all() if r.state in ("uploaded", "verified", "committed")]
