@@ -31,7 +31,9 @@ def binlog_objects(root: Path) -> dict[str, str]:
     out = {}
     for info in FileBackend(root).list():
         base = info.key.rsplit("/", 1)[-1]
-        if base.endswith(".zst.enc") and not base.endswith(".idx.zst.enc"):
+        if "/backups/" in info.key or base.endswith(".idx.zst.enc"):
+            continue
+        if base.endswith(".zst.enc"):
             out[base.split(".zst.enc")[0].split(".lineage-")[0]] = info.key
     return out
 
@@ -57,9 +59,14 @@ def test_lineage_conflict_on_one_target_only(
     tenant and server id: a rebuilt server). A gets the normal keys, B the lineage
     keys; each placement is recorded, and fetch --from either target returns our bytes."""
     ours, other = mariadb_factory(server_id=41), mariadb_factory(server_id=41)
+    a, b = tmp_path / "a", tmp_path / "b"
+    state = tmp_path / "state"
+    write_config(state, ours, archive=f"file://{a}")
+    add_target(state, f"file://{b}")
+    ours.execute("CREATE DATABASE app", "CREATE TABLE app.base (id INT PRIMARY KEY)")
+    assert cli(["backup", "take", "--tool", "mysqldump", "--state-dir", str(state)]) == 0
     rotate(ours, 2)
     rotate(other, 1, rows=50)
-    a, b = tmp_path / "a", tmp_path / "b"
     # the other server ships its mysql-bin.000001 to B first
     write_config(tmp_path / "other", other, archive=f"file://{b}")
     assert cli(["run", "--once", "--state-dir", str(tmp_path / "other")]) == 0
@@ -67,9 +74,6 @@ def test_lineage_conflict_on_one_target_only(
     assert set(taken) == set(closed_binlogs(other))
     theirs = {k: FileBackend(b).stat(k).sha256 for k in taken.values()}
 
-    state = tmp_path / "state"
-    write_config(state, ours, archive=f"file://{a}")
-    add_target(state, f"file://{b}")
     assert cli(["run", "--once", "--state-dir", str(state)]) == 0
     names = closed_binlogs(ours)
     with Manifest(state / "manifest.sqlite") as m:
@@ -97,6 +101,20 @@ def test_lineage_conflict_on_one_target_only(
             argv = ["fetch", name, "-o", str(out), "--from", f"file://{target}"]
             assert cli([*argv, "--state-dir", str(state)]) == 0
             assert sha(out) == sha(ours.binlog_dir / name), (target, name)
+    # restore planned from B replays B's own objects (the lineage key where B had a
+    # conflict); planned from A, A's
+    with Manifest(state / "manifest.sqlite") as m:
+        want = {
+            t: {n: m.placements(n)[t].object_key for n in names}
+            for t in (f"file://{a}", f"file://{b}")
+        }
+    for url, keys in want.items():
+        capsys.readouterr()
+        argv = ["restore", "plan", "--to", "latest", "--from", url, "--json"]
+        assert cli([*argv, "--state-dir", str(state)]) == 0
+        steps = json.loads(capsys.readouterr().out)["binlogs"]
+        assert steps and all(s["object_key"] == keys[s["name"]] for s in steps), url
+        assert any(".lineage-" in s["object_key"] for s in steps) == (url == f"file://{b}")
     doc = status_json(state, capsys)
     conflicted = next(r for r in doc["binlogs"] if r["name"] in taken)
     assert conflicted["placements"][f"file://{b}"]["state"] == "lineage"
