@@ -33,14 +33,14 @@ from typing import Any
 
 from shipper.errors import StateError
 from shipper.manifest_rows import (
-    _COLUMNS,
-    _RANK,
+    COLUMNS,
+    RANK,
     STATES,
     TERMINAL,
     BinlogRow,
     Placement,
-    _placement,
-    _row,
+    placement_from_sql,
+    row_from_sql,
 )
 from shipper.manifest_schema import migrate
 
@@ -139,7 +139,7 @@ class Manifest:
         rows = self._query(
             "SELECT * FROM binlogs WHERE name = ? ORDER BY lineage DESC LIMIT 1", (name,)
         )
-        return self._for_target(_row(rows[0]), rows[0]["id"], target) if rows else None
+        return self._for_target(row_from_sql(rows[0]), rows[0]["id"], target) if rows else None
 
     def all(self, target: str | None = None) -> list[BinlogRow]:
         """Every row of every lineage, in the order they were discovered.
@@ -149,7 +149,7 @@ class Manifest:
         target only), when the manifest has a verified placement there.
         """
         rows = self._query("SELECT * FROM binlogs ORDER BY id")
-        return [self._for_target(_row(r), r["id"], target) for r in rows]
+        return [self._for_target(row_from_sql(r), r["id"], target) for r in rows]
 
     def _for_target(self, row: BinlogRow, row_id: int, target: str | None) -> BinlogRow:
         if target is None:
@@ -201,9 +201,9 @@ class Manifest:
 
     def advance(self, name: str, state: str, **fields: Any) -> BinlogRow:
         """Move ``name`` to ``state`` (never backwards) and set ``fields`` in one transaction."""
-        if state not in _RANK:
+        if state not in RANK:
             raise StateError(f"unknown state {state!r}")
-        bad = set(fields) - set(_COLUMNS)
+        bad = set(fields) - set(COLUMNS)
         if bad:
             raise StateError(f"unknown manifest columns {sorted(bad)}")
         if "targets" in fields:
@@ -219,7 +219,7 @@ class Manifest:
             old, row_id = cur
             if old in TERMINAL and old != state:
                 raise StateError(f"binlog {name} is already {old}; refusing to move it to {state}")
-            if _RANK[state] < _RANK[old]:
+            if RANK[state] < RANK[old]:
                 raise StateError(f"binlog {name}: state may only move forward ({old} -> {state})")
             fields["state"] = state
             fields["updated_at"] = now
@@ -236,7 +236,7 @@ class Manifest:
         row = self.get(name)
         if row is None:
             raise StateError(f"binlog {name} is not in the manifest")
-        if _RANK[row.state] >= _RANK[state] and row.state not in TERMINAL:
+        if RANK[row.state] >= RANK[state] and row.state not in TERMINAL:
             return self.advance(name, row.state, **fields)
         return self.advance(name, state, **fields)
 
@@ -259,7 +259,7 @@ class Manifest:
         rows = self._query(
             "SELECT * FROM binlogs WHERE state NOT IN ('committed', 'flagged', 'gap') ORDER BY id"
         )
-        return [_row(r) for r in rows]
+        return [row_from_sql(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -360,7 +360,7 @@ class Manifest:
             + " ORDER BY p.target"
         )
         rows = self._query(q, (name, lineage if lineage is not None else name))
-        return {r["target"]: _placement(r) for r in rows}
+        return {r["target"]: placement_from_sql(r) for r in rows}
 
     def all_placements(self) -> dict[tuple[str, int], dict[str, Placement]]:
         """(name, lineage) -> target URL -> placement, for every row that has one."""
@@ -369,7 +369,7 @@ class Manifest:
             "SELECT b.name, b.lineage, p.* FROM placements p JOIN binlogs b"
             " ON b.id = p.binlog_id ORDER BY p.binlog_id, p.target"
         ):
-            out.setdefault((r["name"], r["lineage"]), {})[r["target"]] = _placement(r)
+            out.setdefault((r["name"], r["lineage"]), {})[r["target"]] = placement_from_sql(r)
         return out
 
     def unplaced(self, target: str) -> list[BinlogRow]:
@@ -380,7 +380,7 @@ class Manifest:
             " AND p.state = 'verified') ORDER BY b.sequence, b.id",
             (target,),
         )
-        return [_row(r) for r in rows]
+        return [row_from_sql(r) for r in rows]
 
 
 def _private_file(path: Path, *, create: bool = True) -> None:

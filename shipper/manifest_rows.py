@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 STATES = ("discovered", "staged", "uploaded", "verified", "committed", "flagged", "gap")
-_RANK = {
+RANK = {
     "discovered": 0,
     "staged": 1,
     "uploaded": 2,
@@ -19,7 +19,7 @@ _RANK = {
 }
 TERMINAL = frozenset({"committed", "flagged", "gap"})
 
-_COLUMNS = (
+COLUMNS = (
     "name",
     "lineage",
     "identity",
@@ -77,7 +77,7 @@ class BinlogRow:
     committed_at: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        d = {c: getattr(self, c) for c in _COLUMNS}
+        d = {c: getattr(self, c) for c in COLUMNS}
         d["targets"] = list(self.targets)
         return d
 
@@ -109,7 +109,7 @@ class Placement:
         }
 
 
-def _placement(r: sqlite3.Row) -> Placement:
+def placement_from_sql(r: sqlite3.Row) -> Placement:
     return Placement(
         target=r["target"],
         state=r["state"],
@@ -122,7 +122,7 @@ def _placement(r: sqlite3.Row) -> Placement:
     )
 
 
-def _row(r: sqlite3.Row) -> BinlogRow:
+def row_from_sql(r: sqlite3.Row) -> BinlogRow:
     d = dict(r)
     del d["id"]
     d["targets"] = tuple(json.loads(d["targets"] or "[]"))

@@ -19,7 +19,6 @@ is part of what the envelope's context binds.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -32,7 +31,7 @@ from shipper.errors import IntegrityError, PreconditionFailed, ShipperError, Sta
 from shipper.manifest import BinlogRow
 from shipper.pipeline.stage import stage, staged_files
 from shipper.pipeline.targets import TARGET_ERRORS
-from shipper.pipeline.upload import SealedBinlog, _put, stat_or_none
+from shipper.pipeline.upload import SealedBinlog, stat_or_none
 from shipper.resilience import retrying
 from shipper.storage import StorageBackend
 
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
     from shipper.pipeline.ship import PassResult, Shipper
 
 log = logging.getLogger(__name__)
+
+_WORK = ".backfill"
 
 
 def backfill(shipper: Shipper, binlog_dir: Path, result: PassResult) -> None:
@@ -60,6 +61,8 @@ def backfill(shipper: Shipper, binlog_dir: Path, result: PassResult) -> None:
                 result.failed[f"{row.name} -> {url}"] = str(e)
             else:
                 result.backfilled.setdefault(url, []).append(row.name)
+    with contextlib.suppress(OSError):
+        (shipper.staging / _WORK).rmdir()  # only when empty
 
 
 def fill_one(
@@ -80,7 +83,7 @@ def fill_one(
 
 def _work_dir(staging: Path) -> Path:
     # apart from staging/NAME, which may hold a newer lineage of the same name
-    work = staging / ".backfill"
+    work = staging / _WORK
     work.mkdir(mode=0o700, exist_ok=True)
     return work
 
@@ -179,9 +182,14 @@ def _put_raw(
     """Conditional put of ``path``'s bytes; a copy of the same binlog already there is fine."""
     meta = dict(b.metadata) if b is not None else metadata or {}
     try:
+        size = path.stat().st_size
         with path.open("rb") as f:
-            size = path.stat().st_size
-            retrying(functools.partial(_put, backend, key, f, size, meta))
+
+            def put() -> None:
+                f.seek(0)  # a retry starts over
+                backend.put(key, f, size=size, metadata=meta)
+
+            retrying(put)
     except PreconditionFailed:
         theirs = stat_or_none(backend, key)
         if b is None or (theirs and theirs.metadata.get("plaintext_sha256") == b.sha256):

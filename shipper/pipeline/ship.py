@@ -265,7 +265,8 @@ class Shipper:
 
     # -- one binlog --
     def ship_one(self, name: str, binlog_dir: Path, state: ServerState) -> str:
-        """Ship ``name``; returns "shipped", "already", "flagged" or "gaps"."""
+        """Ship ``name``; returns "shipped", "already", "flagged", "gaps" or "blocked"
+        (a write target is down: the row stays pending)."""
         started = time.monotonic()
         row = self.manifest.get(name)
         assert row is not None
