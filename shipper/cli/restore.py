@@ -133,7 +133,7 @@ def make_plan(
         )
     with Manifest(path) as m:
         # the source target's own keys: a lineage conflict may differ per target
-        target = args.source or cfg.targets[0].url
+        target = getattr(args, "source", None) or cfg.targets[0].url
         rows = [ArchivedBinlog.from_row(r) for r in m.all(target=target)]
         backups = [BackupInfo.from_row(b) for b in m.backups()]
 
