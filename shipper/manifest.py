@@ -137,29 +137,21 @@ class Manifest:
     def get(self, name: str, target: str | None = None) -> BinlogRow | None:
         """The latest lineage of ``name``; with ``target``, its key on that target."""
         rows = self._query(
-            "SELECT * FROM binlogs WHERE name = ? ORDER BY lineage DESC LIMIT 1", (name,)
+            _TARGET_VIEW + " WHERE b.name = ? ORDER BY b.lineage DESC LIMIT 1", (target, name)
         )
-        return self._for_target(row_from_sql(rows[0]), rows[0]["id"], target) if rows else None
+        return _with_target_key(rows[0]) if rows else None
 
     def all(self, target: str | None = None) -> list[BinlogRow]:
         """Every row of every lineage, in the order they were discovered.
 
         With ``target`` (a configured target URL), each row's ``object_key`` is where
         that target holds it (it may differ per target: a lineage conflict on one
-        target only), when the manifest has a verified placement there.
+        target only), when the manifest has a verified placement there; otherwise
+        the row's own key (the first write target's) is the best guess.
         """
-        rows = self._query("SELECT * FROM binlogs ORDER BY id")
-        return [self._for_target(row_from_sql(r), r["id"], target) for r in rows]
-
-    def _for_target(self, row: BinlogRow, row_id: int, target: str | None) -> BinlogRow:
-        if target is None:
-            return row
-        found = self._query(
-            "SELECT object_key FROM placements WHERE binlog_id = ? AND target = ?"
-            " AND state = 'verified'",
-            (row_id, target),
-        )
-        return replace(row, object_key=found[0][0]) if found else row
+        return [
+            _with_target_key(r) for r in self._query(_TARGET_VIEW + " ORDER BY b.id", (target,))
+        ]
 
     def discover(
         self, name: str, size: int | None = None, identity: str | None = None
@@ -381,6 +373,20 @@ class Manifest:
             (target,),
         )
         return [row_from_sql(r) for r in rows]
+
+
+# binlog rows with the key a given target holds them under (NULL target: none)
+_TARGET_VIEW = (
+    "SELECT b.*, p.object_key AS target_key FROM binlogs b LEFT JOIN placements p"
+    " ON p.binlog_id = b.id AND p.target = ? AND p.state = 'verified'"
+)
+
+
+def _with_target_key(r: sqlite3.Row) -> BinlogRow:
+    d = dict(r)
+    key = d.pop("target_key")
+    row = row_from_sql(d)
+    return replace(row, object_key=key) if key else row
 
 
 def _private_file(path: Path, *, create: bool = True) -> None:

@@ -122,7 +122,7 @@ def placement_from_sql(r: sqlite3.Row) -> Placement:
     )
 
 
-def row_from_sql(r: sqlite3.Row) -> BinlogRow:
+def row_from_sql(r: sqlite3.Row | dict[str, Any]) -> BinlogRow:
     d = dict(r)
     del d["id"]
     d["targets"] = tuple(json.loads(d["targets"] or "[]"))
