@@ -309,3 +309,33 @@ def test_state_dir_lock_and_staging_are_private(
         p = state / name
         if p.exists():
             assert p.stat().st_mode & 0o777 == 0o600, name
+
+
+def test_backfill_of_a_target_that_already_holds_the_objects_only_verifies(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """What a manifest migrated from v1 meets (it recorded a placement only for the first
+    target): B already holds our objects. Backfill verifies them there and records the
+    placements; nothing is uploaded again, nothing replaced."""
+    server = mariadb_factory(server_id=47)
+    rotate(server, 2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    both = tmp_path / "both"
+    write_config(both, server, archive=f"file://{a}")
+    add_target(both, f"file://{b}")
+    assert cli(["run", "--once", "--state-dir", str(both)]) == 0
+    before = {k: FileBackend(b).stat(k).version for k in binlog_objects(b).values()}
+    # a host that knew only A (same keyring, so the objects are readable)
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copyfile(both / "keyring", state / "keyring")
+    (state / "keyring").chmod(0o600)
+    write_config(state, server, archive=f"file://{a}")
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 0
+    add_target(state, f"file://{b}")
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 0
+    names = closed_binlogs(server)
+    with Manifest(state / "manifest.sqlite") as m:
+        assert all(m.placements(n)[f"file://{b}"].state == "verified" for n in names)
+    assert {k: FileBackend(b).stat(k).version for k in binlog_objects(b).values()} == before
