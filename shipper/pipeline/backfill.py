@@ -138,7 +138,7 @@ def _copy(shipper: Shipper, url: str, backend: StorageBackend, row: BinlogRow, s
             sealed=sealed,
             sha256=row.sha256 or "",
             size=row.size or 0,
-            context=objects.context_for_key(key) or {},
+            context=objects.context_for_key(key),
             header_meta={},
             metadata=dict(info.metadata),
         )

@@ -78,8 +78,7 @@ class TargetWriter:
             sealed=sealed,
             sha256=info.sha256,
             size=info.size,
-            context=objects.context_for_key(key)
-            or {"tenant": self.tenant, "server_id": str(server_id), "binlog_name": name},
+            context=objects.context_for_key(key),
             header_meta=header_meta,
             metadata=objects.build_metadata(fields),
         )
