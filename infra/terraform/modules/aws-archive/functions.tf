@@ -109,7 +109,7 @@ resource "aws_lambda_function" "verify" {
   role                           = aws_iam_role.verify.arn
   handler                        = "functions/aws/verify_replicate.handler"
   runtime                        = var.lambda_runtime
-  architectures                  = ["arm64"]
+  architectures                  = [var.lambda_architecture]
   filename                       = var.lambda_package_path
   source_code_hash               = filebase64sha256(var.lambda_package_path)
   timeout                        = var.verify_timeout_seconds
@@ -228,7 +228,7 @@ resource "aws_lambda_function" "planner" {
   role                           = aws_iam_role.planner.arn
   handler                        = "functions/aws/restore_planner.handler"
   runtime                        = var.lambda_runtime
-  architectures                  = ["arm64"]
+  architectures                  = [var.lambda_architecture]
   filename                       = var.lambda_package_path
   source_code_hash               = filebase64sha256(var.lambda_package_path)
   timeout                        = 60

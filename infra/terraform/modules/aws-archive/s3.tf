@@ -181,7 +181,6 @@ resource "aws_s3_bucket" "logs" {
   # checkov:skip=CKV_AWS_18:this is the access-log target; logging it to itself would loop
   # checkov:skip=CKV_AWS_145:S3 server access logs can only be delivered to an SSE-S3 bucket
   # checkov:skip=CKV2_AWS_62:nothing consumes events of the log bucket
-  # checkov:skip=CKV_AWS_144:logs are audit data of this region; the archive itself is replicated to GCS
   # checkov:skip=BLS_AWS_2:S3 server access logs cannot be delivered to a bucket with a default Object Lock retention
   bucket = "${var.bucket_name}-logs"
   tags   = var.tags

@@ -115,6 +115,16 @@ variable "lambda_runtime" {
   }
 }
 
+variable "lambda_architecture" {
+  type        = string
+  description = "Instruction set of both Lambdas. It must match the platform of the compiled wheels (cryptography, zstandard) in the package `make functions` builds."
+  default     = "x86_64"
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
+}
+
 variable "verify_reserved_concurrency" {
   type        = number
   description = "Reserved concurrency of the verify/replicate Lambda: its ceiling (so a burst cannot starve the account) and its floor (so other functions cannot starve it)."

@@ -61,7 +61,7 @@ resource "google_project_iam_member" "gcs_publishes_events" {
 # ---------------------------------------------------------------- build SA
 
 resource "google_storage_bucket_iam_member" "build_reads_source" {
-  bucket = google_storage_bucket.ops.name
+  bucket = google_storage_bucket.source.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
 }
@@ -87,7 +87,7 @@ resource "google_artifact_registry_repository" "functions" {
   format        = "DOCKER"
   kms_key_name  = google_kms_crypto_key.storage.id
   labels        = var.labels
-  depends_on    = [google_kms_crypto_key_iam_member.artifact_registry_uses_storage_key]
+  depends_on    = [google_project_service.archive, google_kms_crypto_key_iam_member.artifact_registry_uses_storage_key]
 }
 
 # ---------------------------------------------------------------- the function
@@ -99,10 +99,9 @@ data "archive_file" "function_source" {
 }
 
 resource "google_storage_bucket_object" "function_source" {
-  # Named by content: a new build is a new object, so the retention policy on
-  # the ops bucket never blocks a deploy.
-  name   = "function-source/${data.archive_file.function_source.output_sha256}.zip"
-  bucket = google_storage_bucket.ops.name
+  # Named by content, so a new build is a new object and the function redeploys.
+  name   = "verify-replicate/${data.archive_file.function_source.output_sha256}.zip"
+  bucket = google_storage_bucket.source.name
   source = data.archive_file.function_source.output_path
 }
 
@@ -139,7 +138,7 @@ resource "google_cloudfunctions2_function" "verify_replicate" {
     docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
-        bucket = google_storage_bucket.ops.name
+        bucket = google_storage_bucket.source.name
         object = google_storage_bucket_object.function_source.name
       }
     }
@@ -179,6 +178,7 @@ resource "google_cloudfunctions2_function" "verify_replicate" {
   labels = var.labels
 
   depends_on = [
+    google_project_service.archive,
     google_project_iam_member.trigger_receives_events,
     google_project_iam_member.gcs_publishes_events,
     google_storage_bucket_iam_member.build_reads_source,

@@ -12,9 +12,10 @@ data "google_storage_project_service_account" "gcs" {
 }
 
 resource "google_kms_key_ring" "archive" {
-  name     = "${var.name}-archive"
-  project  = var.project_id
-  location = var.region
+  name       = "${var.name}-archive"
+  project    = var.project_id
+  location   = var.region
+  depends_on = [google_project_service.archive]
 }
 
 resource "google_kms_crypto_key" "storage" {

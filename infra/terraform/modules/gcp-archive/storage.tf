@@ -67,8 +67,8 @@ resource "google_storage_bucket" "archive" {
   depends_on = [google_kms_crypto_key_iam_member.gcs_uses_storage_key]
 }
 
-# The operations bucket: usage/storage logs of the archive bucket, and the
-# function's source archive.
+# The operations bucket: usage and storage logs of the archive and source
+# buckets, retention-locked like the archive.
 resource "google_storage_bucket" "ops" {
   # checkov:skip=CKV_GCP_62:this bucket receives the archive bucket's usage logs; logging it into itself would loop
   # checkov:skip=CKV_GCP_78:GCS does not allow Object Versioning on a bucket with a retention policy; logs and sources are retention-locked instead
@@ -106,4 +106,43 @@ resource "google_storage_bucket_iam_member" "usage_logs_writer" {
   bucket = google_storage_bucket.ops.name
   role   = "roles/storage.objectCreator"
   member = "group:cloud-storage-analytics@google.com"
+}
+
+# The function's source archives. Terraform replaces the object on every
+# deploy, and a retention policy would refuse to delete the previous one; they
+# are rebuilt from the repository and hold no archive data.
+resource "google_storage_bucket" "source" {
+  # checkov:skip=BLS_GCP_1:function sources are replaced on every deploy and rebuilt from the repository; a retention policy would make the replacement fail
+  name                        = "${var.bucket_name}-src"
+  project                     = var.project_id
+  location                    = upper(var.region)
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  encryption {
+    default_kms_key_name = google_kms_crypto_key.storage.id
+  }
+
+  logging {
+    log_bucket        = google_storage_bucket.ops.name
+    log_object_prefix = "usage/${var.bucket_name}-src"
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  labels     = var.labels
+  depends_on = [google_kms_crypto_key_iam_member.gcs_uses_storage_key]
 }
