@@ -91,3 +91,49 @@ def test_systemd_unit_keeps_the_product_units_command_and_sandbox() -> None:
     # every hardening directive of the product unit is in the sample too
     hardening = {d for d in directives(product) if d.startswith(("Protect", "Restrict", "Private"))}
     assert hardening <= directives(sample)
+
+
+@pytest.mark.parametrize(("tenant", "primary"), [("shop", "aws"), ("ledger", "gcp")])
+def test_config_snippet_template_renders_a_config_the_shipper_loads(
+    tenant: str, primary: str, tmp_path: Path
+) -> None:
+    """The tenant modules' config_snippet, rendered by `terraform console`
+    (templatefile needs no provider), plus a [mysql] table, is a valid config."""
+    import shutil
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary on PATH (none can be downloaded here)")
+    s3 = '{ url = "s3://example-binlog-archive-aws", region = "eu-west-1" }'
+    gs = '{ url = "gs://example-binlog-archive-gcp", region = "" }'
+    targets = f"[{s3}, {gs}]" if primary == "aws" else f"[{gs}, {s3}]"
+    keys = (
+        '[{ provider = "aws-kms", key = "arn:aws:kms:eu-west-1:111111111111:key/k",'
+        ' region = "eu-west-1" },'
+        ' { provider = "gcp-kms", key = "projects/p/locations/l/keyRings/r/cryptoKeys/k",'
+        ' region = "" }]'
+    )
+    template = ROOT / "infra/terraform/modules/tenant/config.toml.tftpl"
+    expr = (
+        f'templatefile("{template}", {{ tenant = "{tenant}", primary = "{primary}",'
+        f' targets = {targets}, keys = {keys}, identity = "test" }})'
+    )
+    proc = subprocess.run(
+        [terraform, "console"],
+        input=expr + "\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TF_CLI_CONFIG_FILE": "/dev/null", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    out = proc.stdout.strip()
+    assert out.startswith("<<EOT") and out.endswith("EOT"), out
+    text = out.removeprefix("<<EOT").removesuffix("EOT")
+    cfg_path = tmp_path / f"{tenant}.toml"
+    cfg_path.write_text(text + '\n[mysql]\nsocket = "/run/mysqld/mysqld.sock"\n')
+    cfg = config_mod.load(cfg_path)
+    sample = config_mod.load(SAMPLE / "config" / f"{tenant}.toml")
+    assert (cfg.tenant, cfg.primary) == (tenant, primary)
+    assert [t.url for t in cfg.targets] == [t.url for t in sample.targets]
+    assert [k["provider"] for k in cfg.keys] == [k["provider"] for k in sample.keys]
