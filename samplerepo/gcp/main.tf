@@ -34,6 +34,7 @@ module "tenant_shop" {
   project_id                     = var.project_id
   bucket_name                    = module.archive.bucket_name
   key_ring_id                    = module.archive.key_ring_id
+  bucket_metadata_reader_role    = module.archive.bucket_metadata_reader_role
   function_service_account_email = module.archive.function_service_account_email
   host_members                   = var.shop_host_members
   s3_bucket                      = var.s3_bucket
@@ -49,6 +50,7 @@ module "tenant_ledger" {
   project_id                     = var.project_id
   bucket_name                    = module.archive.bucket_name
   key_ring_id                    = module.archive.key_ring_id
+  bucket_metadata_reader_role    = module.archive.bucket_metadata_reader_role
   function_service_account_email = module.archive.function_service_account_email
   host_members                   = var.ledger_host_members
   s3_bucket                      = var.s3_bucket

@@ -60,6 +60,20 @@ resource "aws_kms_key" "envelope" {
         }
       },
       {
+        # `run --dry-run` wraps a throwaway key under exactly this context to
+        # prove the key works; it can never open a real data key.
+        Sid       = "TenantHostsPreflight"
+        Effect    = "Allow"
+        Principal = { AWS = local.root_arn }
+        Action    = ["kms:Encrypt", "kms:Decrypt"]
+        Resource  = "*"
+        Condition = {
+          StringEquals                = { "kms:EncryptionContext:purpose" = "binlog-shipper-preflight" }
+          "ForAllValues:StringEquals" = { "kms:EncryptionContextKeys" = ["purpose"] }
+          Null                        = { "aws:PrincipalTag/${local.tenant_tag}" = "false" }
+        }
+      },
+      {
         # The functions verify every tenant's objects: decrypt only, and only
         # with a tenant in the context (an object outside the layout fails).
         Sid       = "FunctionsVerifyAnyTenant"

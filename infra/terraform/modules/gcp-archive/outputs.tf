@@ -3,6 +3,11 @@ output "bucket_name" {
   value       = google_storage_bucket.archive.name
 }
 
+output "bucket_metadata_reader_role" {
+  description = "Custom role granting only storage.buckets.get (tenant module input)."
+  value       = google_project_iam_custom_role.bucket_metadata_reader.name
+}
+
 output "key_ring_id" {
   description = "Key ring the tenant module creates each tenant's envelope key in."
   value       = google_kms_key_ring.archive.id

@@ -146,3 +146,14 @@ resource "google_storage_bucket" "source" {
   labels     = var.labels
   depends_on = [google_kms_crypto_key_iam_member.gcs_uses_storage_key]
 }
+
+# `run --dry-run` reads the bucket (reachable, retention policy). No
+# predefined role grants storage.buckets.get without storage.objects.list,
+# which would show every tenant's object names; this one grants only that.
+resource "google_project_iam_custom_role" "bucket_metadata_reader" {
+  project     = var.project_id
+  role_id     = replace("${var.name}_bucket_metadata_reader", "-", "_")
+  title       = "binlog-shipper bucket metadata reader"
+  description = "storage.buckets.get only: the shipper's dry-run reads the archive bucket's settings"
+  permissions = ["storage.buckets.get"]
+}

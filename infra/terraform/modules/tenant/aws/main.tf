@@ -77,6 +77,25 @@ data "aws_iam_policy_document" "host" {
     }
   }
   statement {
+    # `run --dry-run` proves the key works by wrapping a throwaway key under
+    # exactly {"purpose": "binlog-shipper-preflight"}. A context with only
+    # that key can never open a real data key (those carry tenant, server,
+    # binlog, and KMS matches contexts exactly).
+    sid       = "EnvelopeKeyPreflight"
+    actions   = ["kms:Encrypt", "kms:Decrypt"]
+    resources = [var.envelope_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:purpose"
+      values   = ["binlog-shipper-preflight"]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["purpose"]
+    }
+  }
+  statement {
     # SSE-KMS: S3 calls the service key on the role's behalf, for this bucket
     # only (with a bucket key the context is the bucket ARN).
     sid       = "BucketEncryptionViaS3"

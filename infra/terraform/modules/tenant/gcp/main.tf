@@ -56,6 +56,12 @@ resource "google_storage_bucket_iam_member" "read_own_prefix" {
   }
 }
 
+resource "google_storage_bucket_iam_member" "read_bucket_metadata" {
+  bucket = var.bucket_name
+  role   = var.bucket_metadata_reader_role
+  member = google_service_account.host.member
+}
+
 # storage.objects.list is checked on the bucket, where a prefix condition
 # cannot match; a managed folder over the prefix grants listing inside it
 # and nowhere else.

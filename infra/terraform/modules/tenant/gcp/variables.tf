@@ -43,6 +43,15 @@ variable "key_ring_id" {
   }
 }
 
+variable "bucket_metadata_reader_role" {
+  type        = string
+  description = "Custom role with storage.buckets.get only (gcp-archive output bucket_metadata_reader_role), so the host's dry-run can read the bucket's settings."
+  validation {
+    condition     = can(regex("^projects/[^/]+/roles/[A-Za-z0-9_.]+$", var.bucket_metadata_reader_role))
+    error_message = "bucket_metadata_reader_role must be projects/P/roles/ROLE."
+  }
+}
+
 variable "function_service_account_email" {
   type        = string
   description = "Service account of the verify function (gcp-archive output function_service_account_email): it may decrypt this tenant's envelope keys to verify objects."
