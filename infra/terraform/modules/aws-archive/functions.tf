@@ -77,6 +77,18 @@ data "aws_iam_policy_document" "verify" {
     resources = [aws_dynamodb_table.catalog.arn]
   }
   statement {
+    # Its own environment variables, encrypted with the archive key (the
+    # context Lambda uses names the function).
+    sid       = "OwnEnvironment"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.archive.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:LambdaFunctionName"
+      values   = [local.verify_name]
+    }
+  }
+  statement {
     sid       = "OwnLogGroup"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.verify.arn}:*"]
@@ -194,6 +206,18 @@ data "aws_iam_policy_document" "planner" {
       test     = "StringEquals"
       variable = "kms:ViaService"
       values   = ["s3.${local.region}.amazonaws.com", "dynamodb.${local.region}.amazonaws.com"]
+    }
+  }
+  statement {
+    # Its own environment variables, encrypted with the archive key (the
+    # context Lambda uses names the function).
+    sid       = "OwnEnvironment"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.archive.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:LambdaFunctionName"
+      values   = [local.planner_name]
     }
   }
   statement {
