@@ -51,11 +51,32 @@ lint: $(STAMP)
 	$(BIN)/ruff check shipper tests bench
 	$(BIN)/mypy
 
-test: system-deps $(STAMP) lint
+test: system-deps $(STAMP) lint infra-check
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# checkov in its own venv: it pins its own boto3 and its own hcl2 fork, which
+# must never meet the project's. No Terraform binary or provider can be
+# downloaded here, so checkov plus tests/infra are the gate for infra/terraform
+# and samplerepo (see infra/terraform/README.md).
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+
+.PHONY: infra-check
+
+$(CHECKOV_STAMP):
+	@echo ">> creating $(CHECKOV_VENV) with checkov $(CHECKOV_VERSION)"
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+infra-check: $(CHECKOV_STAMP)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file infra/terraform/checkov.yaml \
+	  -d infra/terraform -d samplerepo
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
