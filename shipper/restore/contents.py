@@ -53,7 +53,9 @@ _XB_KEEP_MAX = 1 << 16
 _XB_PATH_MAX = 1 << 12
 _FS_CHAR = re.compile(r"@([0-9a-fA-F]{4})")
 
-_DUMP_LINE = re.compile(rb"^(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE )`(.+?)`")
+_DUMP_LINE = re.compile(
+    rb"^(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE )`((?:[^`]|``)+)`"
+)
 _LINE_MAX = 4096  # a CREATE DATABASE / USE line is short; longer lines are data
 _HEAD_MAX = 1 << 16
 
