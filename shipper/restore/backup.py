@@ -242,8 +242,8 @@ def take(
                 f"backup take --tool {tool} refused: the backup {backup_id} is incomplete: "
                 + "; ".join(problems)
                 + f" (the server has {', '.join(sorted(expected)) or 'no user database'}). "
-                "Nothing was uploaded or recorded; check the user's privileges "
-                "(SHOW GRANTS) and the tool's log"
+                f"Nothing was uploaded or recorded; check the user's privileges "
+                f"(SHOW GRANTS) and the tool's log, {log}"
             )
         finished = time.time()
         if tool == "mariabackup":
