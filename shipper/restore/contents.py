@@ -61,7 +61,8 @@ _HEAD_MAX = 1 << 16
 
 
 def user_databases(names: Iterable[str]) -> set[str]:
-    return {n for n in names if n and n not in SYSTEM_DATABASES}
+    """``names`` without the system databases and ``#mysql50#`` (a stray directory)."""
+    return {n for n in names if n and n not in SYSTEM_DATABASES and not n.startswith("#mysql50#")}
 
 
 def decode_fs_name(name: str) -> str:

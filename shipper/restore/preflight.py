@@ -5,9 +5,10 @@
 refuses -- before the tool runs, so nothing is written anywhere -- when the
 account lacks a privilege the tool needs (named, with the GRANT that fixes it,
 see :mod:`shipper.restore.privileges`) or, for mariabackup, cannot read the
-datadir. It also says which user databases the finished backup must hold:
-every one SHOW DATABASES lists, and for mariabackup every database directory
-in the datadir.
+datadir. It also says which user databases the finished backup must hold: for
+mysqldump every one SHOW DATABASES lists, for mariabackup every database
+directory in the datadir (one with ``db.opt`` or a table); with
+``--databases``, those.
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ def probe_server(conn: Conn) -> ServerFacts:
 
 
 def _datadir_databases(datadir: Path) -> set[str]:
-    """The database directories in the datadir (``#``-prefixed ones are the server's own)."""
-    return user_databases(
-        decode_fs_name(p.name)
-        for p in datadir.iterdir()
-        if p.is_dir() and not p.name.startswith(("#", ".")) and p.name != "lost+found"
-    )
+    """The databases in the datadir: directories holding ``db.opt`` or a table (``.frm``).
+
+    The server lists *every* directory as a database; one holding neither (a
+    binlog directory, ``lost+found``) has nothing mariabackup would copy.
+    """
+    out = []
+    for p in datadir.iterdir():
+        if not p.is_dir() or p.name.startswith(("#", ".")):
+            continue
+        if (p / "db.opt").exists() or next(p.glob("*.frm"), None) is not None:
+            out.append(decode_fs_name(p.name))
+    return user_databases(out)
 
 
 def check_ready(tool: str, facts: ServerFacts, databases: Sequence[str] = ()) -> set[str]:
@@ -75,6 +82,7 @@ def check_ready(tool: str, facts: ServerFacts, databases: Sequence[str] = ()) ->
             f"{_NEEDED_BY[tool]}); grant them with:\n  "
             + "\n  ".join(grant_statements(missing, facts.account))
         )
+    # mysqldump sees what SHOW DATABASES lists; mariabackup copies the datadir
     expected = set(databases) or user_databases(facts.databases)
     if tool == "mariabackup":
         datadir = Path(facts.datadir)
@@ -89,7 +97,7 @@ def check_ready(tool: str, facts: ServerFacts, databases: Sequence[str] = ()) ->
                 f"(uid {os.getuid()}): run it as the server's user, or add this user to its group"
             )
         else:
-            expected |= _datadir_databases(datadir)
+            expected = set(databases) or _datadir_databases(datadir)
     if problems:
         raise RestoreError(
             f"backup take --tool {tool} refused before starting: "

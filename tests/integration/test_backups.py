@@ -103,6 +103,13 @@ def test_readme_grants_mariabackup_is_refused(
     assert "GRANT RELOAD, PROCESS, LOCK TABLES ON *.* TO 'shipper2'@'localhost';" in err
     assert "BINLOG MONITOR" not in err.split("lacks", 1)[1].split("(", 1)[0]
     nothing_recorded(state)
+    # The printed GRANT is enough.
+    server.execute("GRANT RELOAD, PROCESS, LOCK TABLES ON *.* TO 'shipper2'@'localhost'")
+    rc, out, err = run(
+        ["backup", "take", "--tool", "mariabackup", "--state-dir", str(state), "--json"], capsys
+    )
+    assert rc == 0, err
+    assert {"app", "shop"} <= set(json.loads(out)["extra"]["databases"])
 
 
 def test_granted_user_takes_a_dump_the_fix_works(
@@ -121,24 +128,34 @@ def test_granted_user_takes_a_dump_the_fix_works(
     assert {"app", "shop"} <= set(row["extra"]["databases"])
 
 
+@pytest.mark.parametrize(
+    ("tool", "option"),
+    [
+        ("mariabackup", "[mariabackup]\ndatabases-exclude=shop"),
+        ("mysqldump", "[mysqldump]\nignore-database=shop"),
+    ],
+    ids=["mariabackup", "mysqldump"],
+)
 def test_a_backup_missing_a_database_is_refused_not_recorded(
-    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: SandboxServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tool: str,
+    option: str,
 ) -> None:
-    # A database the server lists but mariabackup does not copy: a directory holding
-    # no table and no db.opt (created by hand, or left by a failed DROP).
-    ghost = server.datadir / "ghost"
-    ghost.mkdir()
-    (ghost / "notes.txt").write_text("not a table\n")
-    try:
-        state = tmp_path / "state"
-        write_config(state, server, tenant=TENANT)
-        rc, _, err = run(
-            ["backup", "take", "--tool", "mariabackup", "--state-dir", str(state)], capsys
-        )
-    finally:
-        shutil.rmtree(ghost)
+    # An option file the tool reads (here ~/.my.cnf) quietly leaves a database out:
+    # the tool succeeds, and the backup would be the newest base without it.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".my.cnf").write_text(option + "\n")
+    monkeypatch.setenv("HOME", str(home))
+    state = tmp_path / "state"
+    write_config(state, server, tenant=TENANT)
+    rc, _, err = run(["backup", "take", "--tool", tool, "--state-dir", str(state)], capsys)
     assert rc == 12, err
-    assert "is incomplete: it holds no ghost" in err and "Nothing was uploaded" in err
+    assert f"is incomplete: it holds no shop (the {tool} backup holds app)" in err
+    assert "Nothing was uploaded or recorded" in err
     nothing_recorded(state)
 
 
@@ -147,9 +164,18 @@ def test_take_records_verify_tamper_and_the_planner_refuses(
 ) -> None:
     state = tmp_path / "state"
     write_config(state, server, tenant=TENANT)
-    rc, out, err = run(
-        ["backup", "take", "--tool", "mariabackup", "--state-dir", str(state), "--json"], capsys
-    )
+    # The server lists every datadir directory as a database; one holding no table and
+    # no db.opt has nothing for mariabackup to copy, and is not asked of the backup.
+    stray = server.datadir / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("not a table\n")
+    try:
+        rc, out, err = run(
+            ["backup", "take", "--tool", "mariabackup", "--state-dir", str(state), "--json"],
+            capsys,
+        )
+    finally:
+        shutil.rmtree(stray)
     assert rc == 0, err
     row = json.loads(out)
     bid = row["id"]
