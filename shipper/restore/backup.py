@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, cast
 
 from shipper import envelope, objects
 from shipper.archive import verify_object
-from shipper.errors import RestoreError
+from shipper.errors import IntegrityError, RestoreError
 from shipper.keys.base import KeyProvider
 from shipper.records import BackupRecord, Verification, write_record
 from shipper.restore import contents
@@ -135,15 +135,24 @@ def _gtid_of(conn: Conn, c: Coordinates) -> str:
 
 
 class _Tap:
-    """A reader that shows every piece it passes on to a content scanner."""
+    """A reader that shows every piece it passes on to a content scanner.
+
+    A scanner that finds the stream damaged stops scanning but never stops the
+    read: the tool must be drained to its end, or it would block on a full pipe.
+    """
 
     def __init__(self, src: BinaryIO, scanner: DumpScanner | XbstreamScanner) -> None:
         self.src = src
         self.scanner = scanner
+        self.error: IntegrityError | None = None
 
     def read(self, n: int = -1) -> bytes:
         b = self.src.read(n)
-        self.scanner.feed(b)
+        if self.error is None:
+            try:
+                self.scanner.feed(b)
+            except IntegrityError as e:
+                self.error = e
         return b
 
 
@@ -220,7 +229,8 @@ def take(
             with log.open("wb") as err, spool.open("wb") as out:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
                 assert proc.stdout is not None
-                reader = HashingReader(cast(BinaryIO, _Tap(cast(BinaryIO, proc.stdout), scanner)))
+                tap = _Tap(cast(BinaryIO, proc.stdout), scanner)
+                reader = HashingReader(cast(BinaryIO, tap))
                 try:
                     res = envelope.seal(
                         cast(BinaryIO, reader),
@@ -231,12 +241,15 @@ def take(
                         level=level,
                         chunk_size=chunk_size,
                     )
+                except BaseException:
+                    proc.kill()  # nothing reads its output any more
+                    raise
                 finally:
                     rc = proc.wait()
         if rc != 0:
             tail = log.read_bytes()[-2000:].decode(errors="replace")
             raise RestoreError(f"{os.path.basename(cmd[0])} failed (exit {rc}); see {log}:\n{tail}")
-        problems = contents.check(tool, scanner, expected)
+        problems = [str(tap.error)] if tap.error else contents.check(tool, scanner, expected)
         if problems:
             raise RestoreError(
                 f"backup take --tool {tool} refused: the backup {backup_id} is incomplete: "
