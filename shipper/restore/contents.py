@@ -54,7 +54,7 @@ _XB_PATH_MAX = 1 << 12
 _FS_CHAR = re.compile(r"@([0-9a-fA-F]{4})")
 
 _DUMP_LINE = re.compile(
-    rb"^(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE )`((?:[^`]|``)+)`"
+    rb"\n(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE )`((?:[^`\n]|``)+)`"
 )
 _LINE_MAX = 4096  # a CREATE DATABASE / USE line is short; longer lines are data
 _HEAD_MAX = 1 << 16
@@ -78,8 +78,9 @@ class DumpScanner:
         self.head = bytearray()
         self.tail = b""
         self.size = 0
-        self._line = bytearray()  # the current line while it may still be a CREATE/USE line
-        self._in_line = False  # True: inside a line that is not (or too long to be) one
+        # The unfinished last line, from its newline, while it may still be a CREATE/USE
+        # line; b"" when it is too long to be one. The stream starts at a line start.
+        self._carry = b"\n"
 
     def feed(self, b: bytes) -> None:
         if not b:
@@ -87,28 +88,24 @@ class DumpScanner:
         self.size += len(b)
         if len(self.head) < _HEAD_MAX:
             self.head += b[: _HEAD_MAX - len(self.head)]
-        self.tail = (self.tail + b)[-512:]
-        start = 0
-        while start < len(b):
-            nl = b.find(b"\n", start)
-            end = len(b) if nl < 0 else nl
-            if not self._in_line:
-                self._line += b[start:end]
-                if len(self._line) > _LINE_MAX:
-                    self._line.clear()
-                    self._in_line = True
-            if nl < 0:
-                return
-            self._end_line()
-            start = nl + 1
+        self.tail = (self.tail + b[-512:])[-512:]
+        nl = b.find(b"\n")
+        if nl < 0:  # still inside the carried line
+            fits = self._carry and len(self._carry) + len(b) <= _LINE_MAX
+            self._carry = self._carry + b if fits else b""
+            return
+        if self._carry:
+            self._match(_DUMP_LINE.match(self._carry + b[:nl]))
+        # One regex pass over the complete lines (no Python step per line: a dump
+        # taken with --skip-extended-insert has millions of them).
+        last = b.rfind(b"\n")
+        for m in _DUMP_LINE.finditer(b, nl, last):
+            self._match(m)
+        self._carry = b[last:] if len(b) - last <= _LINE_MAX else b""
 
-    def _end_line(self) -> None:
-        if not self._in_line and bytes(self._line[:1]) in (b"C", b"U"):
-            m = _DUMP_LINE.match(bytes(self._line))
-            if m:
-                self.databases.add(m[1].decode(errors="replace").replace("``", "`"))
-        self._line.clear()
-        self._in_line = False
+    def _match(self, m: re.Match[bytes] | None) -> None:
+        if m is not None:
+            self.databases.add(m[1].decode(errors="replace").replace("``", "`"))
 
     @property
     def completed(self) -> bool:
