@@ -64,7 +64,11 @@ def _datadir_databases(datadir: Path) -> set[str]:
     for p in datadir.iterdir():
         if not p.is_dir() or p.name.startswith(("#", ".")):
             continue
-        if (p / "db.opt").exists() or next(p.glob("*.frm"), None) is not None:
+        try:
+            holds = (p / "db.opt").exists() or next(p.glob("*.frm"), None) is not None
+        except OSError:  # unreadable: assume a database; mariabackup will say why it fails
+            holds = True
+        if holds:
             out.append(decode_fs_name(p.name))
     return user_databases(out)
 

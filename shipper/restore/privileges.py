@@ -27,10 +27,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-#: which privileges are held on every database, not just named ones
-GLOBAL_ONLY = frozenset(
-    {"RELOAD", "PROCESS", "BINLOG MONITOR", "REPLICATION CLIENT", "SHOW DATABASES"}
-)
 #: one privilege, several names: MariaDB 10.5 renamed REPLICATION CLIENT
 _SAME = {"REPLICATION CLIENT": "BINLOG MONITOR"}
 _DUMP_PER_DB = ("SELECT", "SHOW VIEW", "TRIGGER", "LOCK TABLES", "EVENT")

@@ -301,3 +301,21 @@ def test_register_file_writes_an_unverified_record(
     assert rc == 12 and "already registered" in err
     rc, _, err = run(["backup", "verify", "ext1", "--state-dir", str(state)], capsys)
     assert rc == 12 and "without an archived object" in err
+
+
+def test_privileges_through_the_users_default_role_count(
+    server: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    readme_user(server, state, "viarole")
+    server.execute(
+        "CREATE ROLE IF NOT EXISTS backup_role",
+        "GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO backup_role",
+        "GRANT backup_role TO 'viarole'@'localhost'",
+        "SET DEFAULT ROLE backup_role FOR 'viarole'@'localhost'",
+    )
+    rc, out, err = run(
+        ["backup", "take", "--tool", "mariabackup", "--state-dir", str(state)], capsys
+    )
+    assert rc == 0, err
+    assert "verified, record written" in out
