@@ -211,11 +211,12 @@ def _register_from_archive(cfg: Config, backup_id: str, source: str | None) -> i
             f"{rec.revision} on {stores[0].url}): there is nothing to register"
         )
     with Manifest(cfg.state_dir / "manifest.sqlite") as m:
-        if _cached(m, rec.id):
-            raise RestoreError(f"backup {rec.id} is already in this host's manifest")
-        m.add_backup(**rec.manifest_row([stores[0].url]))
+        # Already cached: the archive's record wins (it may have been verified elsewhere).
+        again = _cached(m, rec.id) is not None
+        m.add_backup(replace=again, **rec.manifest_row([stores[0].url]))
     print(
-        f"registered backup {rec.id} ({rec.tool}) from its record on {stores[0].url} "
+        f"{'re-registered' if again else 'registered'} backup {rec.id} ({rec.tool}) "
+        f"from its record on {stores[0].url} "
         f"(revision {rec.revision}, {rec.verification.state}): "
         f"{rec.binlog_file}:{rec.binlog_pos} (GTID {rec.gtid_set or '-'})"
     )

@@ -279,6 +279,14 @@ def test_delete_keeps_the_records_and_register_from_archive_rebuilds_the_catalog
     assert row["extra"]["verification"] == "verified"
     rc, out, err = run(["backup", "verify", keep["id"], "--state-dir", str(state)], capsys)
     assert rc == 0, err
+    # Registering again refreshes the cache from the newest record (revision 2 now).
+    rc, out, err = run(
+        ["backup", "register", "--from-archive", keep["id"], "--state-dir", str(state)], capsys
+    )
+    assert rc == 0 and "re-registered" in out and "(revision 2, verified)" in out
+    rc, out, _ = run(["backup", "list", "--state-dir", str(state), "--json"], capsys)
+    (row,) = json.loads(out)
+    assert row["extra"]["record_revision"] == 2
 
 
 def test_register_file_writes_an_unverified_record(
