@@ -58,7 +58,8 @@ class _ScanSink:
 def inspect_data(store: StorageBackend, providers: Sequence[KeyProvider], rec: BackupRecord) -> str:
     """Every problem with ``rec``'s data object on ``store`` ("" when there is none).
 
-    Authenticates every chunk (the context comes from the object's key), compares
+    Authenticates every chunk (the contexts the object's key implies, including the
+    previous release's: :func:`shipper.objects.accepted_contexts`), compares
     the plaintext's SHA-256 and size with the record, and reads what the backup
     holds: the dump header's coordinates, the xbstream's members and
     ``xtrabackup_info``, and the user databases the backup held when taken.
@@ -73,7 +74,7 @@ def inspect_data(store: StorageBackend, providers: Sequence[KeyProvider], rec: B
                 src,
                 _ScanSink(scanner),  # type: ignore[arg-type]
                 providers=providers,
-                expected_context=objects.context_for_key(rec.object_key),
+                expected_context=objects.accepted_contexts(rec.object_key),
             )
     except ObjectNotFound:
         return f"the data object {store.url}/{rec.object_key} is missing"

@@ -84,8 +84,11 @@ DUMP = (
 )
 
 
-def _archived_dump(store: MemoryBackend, kr: LocalKeyring, data: bytes = DUMP) -> BackupRecord:
-    """A mysqldump backup as ``backup take`` leaves it: data object + record revision 1."""
+def _archived_dump(
+    store: MemoryBackend, kr: LocalKeyring, data: bytes = DUMP, *, v1: bool = False
+) -> BackupRecord:
+    """A mysqldump backup as ``backup take`` leaves it: data object + record revision 1
+    (``v1``: its data sealed the way the previous release did)."""
     bid = "20261124T021249Z-mysqldump-b22580"
     key = objects.backup_key("acme", 7, bid, "mysqldump")
     sealed = io.BytesIO()
@@ -93,7 +96,7 @@ def _archived_dump(store: MemoryBackend, kr: LocalKeyring, data: bytes = DUMP) -
         io.BytesIO(data),
         sealed,
         providers=[kr],
-        context=objects.context_for_key(key) or {},
+        context=objects.v1_context_for_key(key) if v1 else objects.context_for_key(key),
         metadata={"kind": "backup"},
         chunk_size=4096,
     )
@@ -123,6 +126,15 @@ def test_verify_appends_verified_then_failed_after_tampering(tmp_path: Path) -> 
     assert "does not authenticate" in bad.detail
     latest = backup_records.find_record(store, [kr], "acme", rec.id)
     assert latest.verification.state == "failed" and latest.verification.by == "backup verify"
+
+
+def test_verify_reads_a_backup_sealed_by_the_previous_release(tmp_path: Path) -> None:
+    store = MemoryBackend(f"records-{os.getpid()}-v1")
+    kr = LocalKeyring(os.urandom(32), tmp_path / "k")
+    rec = _archived_dump(store, kr, v1=True)
+    assert backup_records.verify(store, [kr], "acme", rec.id).record.verification.state == (
+        "verified"
+    )
 
 
 @pytest.mark.parametrize(
