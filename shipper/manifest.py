@@ -279,14 +279,19 @@ class Manifest:
         ]
 
     # -- backups (base backups for point-in-time restore) --
-    def add_backup(self, **fields: Any) -> None:
+    def add_backup(self, *, replace: bool = False, **fields: Any) -> None:
         for k in ("targets", "extra"):
             if k in fields and not isinstance(fields[k], str):
                 fields[k] = json.dumps(fields[k])
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._tx() as db:
-            db.execute(f"INSERT INTO backups ({cols}) VALUES ({marks})", tuple(fields.values()))
+            db.execute(f"{verb} INTO backups ({cols}) VALUES ({marks})", tuple(fields.values()))
+
+    def remove_backup(self, backup_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM backups WHERE id = ?", (backup_id,)).rowcount > 0
 
     def backups(self) -> list[dict[str, Any]]:
         out = []

@@ -28,7 +28,7 @@ from typing import Any
 
 from shipper import envelope, objects
 from shipper.archive import read_object
-from shipper.errors import IntegrityError
+from shipper.errors import IntegrityError, ObjectNotFound
 from shipper.keys import KeyProvider
 from shipper.storage import StorageBackend
 
@@ -99,6 +99,35 @@ class BackupRecord:
     def next_revision(self, v: Verification) -> BackupRecord:
         """The record's next state, to be written with :func:`write_record`."""
         return replace(self, verification=v, revision=self.revision + 1)
+
+    def manifest_row(self, targets: Sequence[str]) -> dict[str, Any]:
+        """The host manifest's ``backups`` row: its cache of this record."""
+        extra: dict[str, Any] = {
+            "consistent_at": self.consistent_at,
+            "server_id": self.server_id,
+            "server_version": self.server_version,
+            "envelope_size": self.envelope_size,
+            "databases": list(self.databases),
+            "verification": self.verification.state,
+            "verified_at": self.verification.at,
+            "record_revision": self.revision,
+        }
+        if self.location:
+            extra["location"] = self.location
+        return {
+            "id": self.id,
+            "tool": self.tool,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "binlog_file": self.binlog_file,
+            "binlog_pos": self.binlog_pos,
+            "gtid_set": self.gtid_set,
+            "object_key": self.object_key,
+            "targets": list(targets),
+            "sha256": self.plaintext_sha256,
+            "size": self.plaintext_size,
+            "extra": extra,
+        }
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -204,6 +233,11 @@ def latest_record_keys(
     One paginated listing; no object is read.
     """
     prefix = f"{tenant_prefix}/mysql/" + (f"{server_id}/" if server_id is not None else "")
+    return latest_record_keys_under(store, prefix)
+
+
+def latest_record_keys_under(store: StorageBackend, prefix: str) -> dict[str, str]:
+    """backup id -> key of its newest record revision, for the records under ``prefix``."""
     best: dict[str, tuple[int, str]] = {}
     for info in store.list(prefix):
         m = _RECORD_RE.search(info.key)
@@ -213,6 +247,28 @@ def latest_record_keys(
         if m["id"] not in best or best[m["id"]][0] < rev:
             best[m["id"]] = (rev, info.key)
     return {bid: key for bid, (_rev, key) in sorted(best.items())}
+
+
+def latest_record_key(
+    store: StorageBackend, tenant_prefix: str, backup_id: str, server_id: int | None = None
+) -> str:
+    """The key of ``backup_id``'s newest record revision; ObjectNotFound if it has none.
+
+    With ``server_id`` only that backup's own records are listed.
+    """
+    if server_id is not None:
+        prefix = objects.backup_record_key(tenant_prefix, server_id, backup_id)
+        prefix = prefix.removesuffix(objects.OBJECT_SUFFIX)
+        found = latest_record_keys_under(store, prefix)
+    else:
+        found = latest_record_keys(store, tenant_prefix)
+    if backup_id not in found:
+        where = f"{store.url}/{tenant_prefix}/mysql/" + (f"{server_id}/" if server_id else "")
+        raise ObjectNotFound(
+            f"backup {backup_id} has no record object under {where}: check the id "
+            "(binlog-shipper backup list) and the target (--from URL)"
+        )
+    return found[backup_id]
 
 
 def latest_records(

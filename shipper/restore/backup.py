@@ -9,7 +9,17 @@ the data is consistent with come from the tool itself (``xtrabackup_info``,
 the dump's ``CHANGE MASTER TO`` comment), and the GTID state from the
 server's own ``BINLOG_GTID_POS()`` of those coordinates.
 
-Object key: ``{tenant_prefix}/mysql/{server_id}/backups/{id}.{tool}.zst.enc``.
+A backup a DBA cannot restore is worse than none, because the planner would
+pick it. So ``take`` refuses before the tool starts when the account lacks a
+privilege it needs (:mod:`shipper.restore.preflight`), and refuses *before
+anything is uploaded* when the finished backup does not hold every user
+database the server has (the dump's ``CREATE DATABASE``/``USE`` lines, the
+xbstream's member names: :mod:`shipper.restore.contents`, read as the bytes
+pass). Only a backup that was read back and verified on every target gets its
+record object (:mod:`shipper.records`), written beside it on every target.
+
+Object key: ``{tenant_prefix}/mysql/{server_id}/backups/{id}.{xbstream|sql}.zst.enc``;
+its record: ``{id}.record.zst.enc``.
 """
 
 from __future__ import annotations
@@ -28,8 +38,12 @@ from typing import Any, BinaryIO, cast
 
 from shipper import envelope, objects
 from shipper.archive import verify_object
-from shipper.errors import RestoreError
+from shipper.errors import IntegrityError, RestoreError
 from shipper.keys.base import KeyProvider
+from shipper.records import BackupRecord, Verification, write_record
+from shipper.restore import contents
+from shipper.restore.contents import DumpScanner, XbstreamScanner, user_databases
+from shipper.restore.preflight import check_ready, probe_server
 from shipper.restore.store import HashingReader, put_file
 from shipper.restore.tools import Conn, find_tool, scalar
 from shipper.storage.base import StorageBackend
@@ -120,6 +134,28 @@ def _gtid_of(conn: Conn, c: Coordinates) -> str:
         return ""
 
 
+class _Tap:
+    """A reader that shows every piece it passes on to a content scanner.
+
+    A scanner that finds the stream damaged stops scanning but never stops the
+    read: the tool must be drained to its end, or it would block on a full pipe.
+    """
+
+    def __init__(self, src: BinaryIO, scanner: DumpScanner | XbstreamScanner) -> None:
+        self.src = src
+        self.scanner = scanner
+        self.error: IntegrityError | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.src.read(n)
+        if self.error is None:
+            try:
+                self.scanner.feed(b)
+            except IntegrityError as e:
+                self.error = e
+        return b
+
+
 def take(
     tool: str,
     conn: Conn,
@@ -133,13 +169,19 @@ def take(
     chunk_size: int = 1 << 20,
     databases: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Take a base backup with ``tool``, archive it, and return its manifest row."""
+    """Take a base backup with ``tool``, archive it with its record, return its manifest row.
+
+    Refused before the tool starts when the user lacks a privilege it needs
+    (:func:`check_ready`), and before anything is uploaded when the backup
+    does not hold every user database the server has (:func:`contents.check`).
+    """
     if tool not in TOOLS:
         raise RestoreError(f"--tool must be one of {', '.join(TOOLS)}, got {tool!r}")
     if not stores:
         raise RestoreError("no archive target configured")
-    server_id = int(scalar(conn, "SELECT @@server_id") or 0)
-    version = scalar(conn, "SELECT VERSION()") or ""
+    facts = probe_server(conn)
+    expected = check_ready(tool, facts, databases)
+    server_id, version = facts.server_id, facts.version
     started = time.time()
     backup_id = new_backup_id(tool, started)
     key = objects.backup_key(tenant_prefix, server_id, backup_id, tool)
@@ -155,6 +197,9 @@ def take(
         "server_id": server_id,
         "server_version": version,
     }
+    scanner: DumpScanner | XbstreamScanner = (
+        XbstreamScanner() if tool == "mariabackup" else DumpScanner()
+    )
     try:
         with conn.args() as a:
             if tool == "mariabackup":
@@ -184,7 +229,8 @@ def take(
             with log.open("wb") as err, spool.open("wb") as out:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
                 assert proc.stdout is not None
-                reader = HashingReader(cast(BinaryIO, proc.stdout))
+                tap = _Tap(cast(BinaryIO, proc.stdout), scanner)
+                reader = HashingReader(cast(BinaryIO, tap))
                 try:
                     res = envelope.seal(
                         cast(BinaryIO, reader),
@@ -195,11 +241,23 @@ def take(
                         level=level,
                         chunk_size=chunk_size,
                     )
+                except BaseException:
+                    proc.kill()  # nothing reads its output any more
+                    raise
                 finally:
                     rc = proc.wait()
         if rc != 0:
             tail = log.read_bytes()[-2000:].decode(errors="replace")
             raise RestoreError(f"{os.path.basename(cmd[0])} failed (exit {rc}); see {log}:\n{tail}")
+        problems = [str(tap.error)] if tap.error else contents.check(tool, scanner, expected)
+        if problems:
+            raise RestoreError(
+                f"backup take --tool {tool} refused: the backup {backup_id} is incomplete: "
+                + "; ".join(problems)
+                + f" (the server has {', '.join(sorted(expected)) or 'no user database'}). "
+                f"Nothing was uploaded or recorded; check the user's privileges "
+                f"(SHOW GRANTS) and the tool's log, {log}"
+            )
         finished = time.time()
         if tool == "mariabackup":
             coords, _ = parse_xtrabackup_info((lsn_dir / "xtrabackup_info").read_text())
@@ -229,62 +287,73 @@ def take(
         )
         for store in stores:
             put_file(store, key, spool, meta)
-            verify_object(store, key, providers, sha)
+            verify_object(store, key, providers, sha, reader.n)
+        found = sorted(user_databases(scanner.databases))
+        record = BackupRecord(
+            id=backup_id,
+            tool=tool,
+            tenant=tenant,
+            server_id=server_id,
+            binlog_file=coords.binlog_file,
+            binlog_pos=coords.binlog_pos,
+            gtid_set=gtid,
+            started_at=started,
+            finished_at=finished,
+            consistent_at=consistent,
+            object_key=key,
+            plaintext_sha256=sha,
+            plaintext_size=reader.n,
+            envelope_size=res.envelope_size,
+            server_version=version,
+            databases=tuple(found),
+            verification=Verification(
+                "verified",
+                time.time(),
+                "backup take",
+                f"read back from every target: sha256 matches; holds {', '.join(found) or '-'}",
+            ),
+        )
+        for store in stores:
+            write_record(store, providers, record, tenant_prefix=tenant_prefix)
         log.unlink(missing_ok=True)  # kept only when the tool failed
     finally:
         spool.unlink(missing_ok=True)
         shutil.rmtree(lsn_dir, ignore_errors=True)
         shutil.rmtree(work_dir / f"{backup_id}.tmp", ignore_errors=True)
-    return {
-        "id": backup_id,
-        "tool": tool,
-        "started_at": started,
-        "finished_at": finished,
-        "binlog_file": coords.binlog_file,
-        "binlog_pos": coords.binlog_pos,
-        "gtid_set": gtid,
-        "object_key": key,
-        "targets": [s.url for s in stores],
-        "sha256": sha,
-        "size": reader.n,
-        "extra": {
-            "consistent_at": consistent,
-            "server_id": server_id,
-            "server_version": version,
-            "envelope_size": res.envelope_size,
-        },
-    }
+    return record.manifest_row([s.url for s in stores])
 
 
 def register(
     path: Path,
     *,
+    tenant: str,
+    server_id: int,
     tool: str | None = None,
     location: str | None = None,
     backup_id: str | None = None,
     consistent_at: float | None = None,
-    server_id: int | None = None,
-) -> dict[str, Any]:
-    """A manifest row for a backup taken elsewhere, from its metadata file."""
+) -> BackupRecord:
+    """The record of a backup taken elsewhere, from its metadata file (``unverified``:
+    there is no archived object to verify; it lives at ``location``)."""
     found_tool, coords = parse_metadata_file(path)
     tool = tool or found_tool
     if tool not in TOOLS:
         raise RestoreError(f"--tool must be one of {', '.join(TOOLS)}, got {tool!r}")
     when = consistent_at if consistent_at is not None else path.stat().st_mtime
-    return {
-        "id": backup_id or new_backup_id(tool, when),
-        "tool": tool,
-        "started_at": when,
-        "finished_at": when,
-        "binlog_file": coords.binlog_file,
-        "binlog_pos": coords.binlog_pos,
-        "gtid_set": coords.gtid_set,
-        "object_key": None,
-        "targets": [],
-        "extra": {
-            "consistent_at": when,
-            "server_id": server_id,
-            "location": location or str(path.parent),
-            "registered_from": str(path),
-        },
-    }
+    bid = backup_id or new_backup_id(tool, when)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", bid):
+        raise RestoreError(f"--id {bid!r}: use letters, digits, '-' and '_' only")
+    return BackupRecord(
+        id=bid,
+        tool=tool,
+        tenant=tenant,
+        server_id=server_id,
+        binlog_file=coords.binlog_file,
+        binlog_pos=coords.binlog_pos,
+        gtid_set=coords.gtid_set,
+        started_at=when,
+        finished_at=when,
+        consistent_at=when,
+        location=location or str(path.parent),
+        verification=Verification("unverified", time.time(), "backup register", f"from {path}"),
+    )

@@ -135,6 +135,8 @@ class BackupInfo:
     finished_at: float | None = None
     object_key: str | None = None
     server_id: int | None = None
+    #: the record's verification state: unverified, verified, failed or deleted
+    verification: str = "unverified"
 
     @property
     def position(self) -> Position:
@@ -174,6 +176,7 @@ class BackupInfo:
             finished_at=row.get("finished_at"),
             object_key=row.get("object_key"),
             server_id=extra.get("server_id"),
+            verification=extra.get("verification") or "unverified",
         )
 
 

@@ -493,7 +493,18 @@ class _Resolver:
 
 
 def _choose_backup(backups: Sequence[BackupInfo], stop: Position, window: Window) -> BackupInfo:
-    ok = [b for b in backups if stem_of(b.binlog_file) == stem_of(stop.file) and b.position <= stop]
+    fits = [
+        b for b in backups if stem_of(b.binlog_file) == stem_of(stop.file) and b.position <= stop
+    ]
+    ok = [b for b in fits if b.verification not in ("failed", "deleted")]
+    if fits and not ok:  # never start a restore from a backup known to be bad or gone
+        bad = ", ".join(f"{b.id} ({b.verification})" for b in fits)
+        raise PlanRefused(
+            "backup_unusable",
+            f"every base backup that could start this restore failed verification or "
+            f"was deleted: {bad}; take a new one with `binlog-shipper backup take`",
+            window,
+        )
     if not ok:
         oldest = min(backups, key=lambda b: b.position)
         raise PlanRefused(

@@ -67,15 +67,25 @@ def test_register_recognises_each_file(tmp_path: Path) -> None:
     assert parse_metadata_file(tmp_path / "xtrabackup_info")[0] == "mariabackup"
     assert parse_metadata_file(tmp_path / "xtrabackup_binlog_info")[0] == "mariabackup"
     assert parse_metadata_file(tmp_path / "dump.sql")[0] == "mysqldump"
-    row = register(tmp_path / "dump.sql", backup_id="nightly", consistent_at=1_800_000_000.0)
-    assert row["id"] == "nightly" and row["tool"] == "mysqldump"
-    assert (row["binlog_file"], row["binlog_pos"], row["gtid_set"]) == (
-        "mysql-bin.000002",
-        128239,
-        "0-5-9",
+    rec = register(
+        tmp_path / "dump.sql",
+        tenant="acme",
+        server_id=5,
+        backup_id="nightly",
+        consistent_at=1_800_000_000.0,
     )
-    assert row["object_key"] is None and row["extra"]["location"] == str(tmp_path)
-    assert row["extra"]["consistent_at"] == 1_800_000_000.0
+    assert (rec.id, rec.tool, rec.tenant, rec.server_id) == ("nightly", "mysqldump", "acme", 5)
+    assert (rec.binlog_file, rec.binlog_pos, rec.gtid_set) == ("mysql-bin.000002", 128239, "0-5-9")
+    assert rec.object_key is None and rec.location == str(tmp_path)
+    assert rec.consistent_at == 1_800_000_000.0
+    # No archived object to verify: the record says so, and the planner may still use it.
+    assert rec.verification.state == "unverified" and rec.verification.by == "backup register"
+    row = rec.manifest_row([])
+    assert (
+        row["extra"]["location"] == str(tmp_path) and row["extra"]["verification"] == "unverified"
+    )
+    with pytest.raises(RestoreError, match="--id"):
+        register(tmp_path / "dump.sql", tenant="acme", server_id=5, backup_id="a/b.c")
 
 
 def test_backup_key() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -188,6 +189,32 @@ def test_no_backup(archive: Archive) -> None:
     with pytest.raises(PlanRefused) as e:
         plan_restore(parse_target("latest"), [], archive.binlogs, archive.load)
     assert e.value.reason == "no_backup" and "backup take" in str(e.value)
+
+
+@pytest.mark.parametrize("state", ["failed", "deleted"])
+def test_backup_that_failed_verification_or_was_deleted_is_never_chosen(
+    archive: Archive, state: str
+) -> None:
+    b1, b2 = archive.backups
+    bad = replace(b2, verification=state)
+    p = plan_restore(parse_target(at(45.2)), [b1, bad], archive.binlogs, archive.load)
+    assert p.backup.id == "b1"  # b2 fits better, but it is bad or gone
+    with pytest.raises(PlanRefused) as e:
+        plan_restore(parse_target(at(45.2)), [bad], archive.binlogs, archive.load)
+    assert e.value.reason == "backup_unusable" and f"b2 ({state})" in str(e.value)
+    with pytest.raises(PlanRefused, match="failed verification or was deleted"):
+        plan_restore(
+            parse_target(at(45.2)), [b1, bad], archive.binlogs, archive.load, backup_id="b2"
+        )
+    ok = [b1, replace(b2, verification="verified")]
+    assert plan_restore(parse_target(at(45.2)), ok, archive.binlogs, archive.load).backup.id == "b2"
+
+
+def test_backup_verification_comes_from_the_manifest_row() -> None:
+    row = {"id": "x", "tool": "mysqldump", "binlog_file": "mysql-bin.000001", "binlog_pos": 4}
+    assert BackupInfo.from_row(row).verification == "unverified"
+    failed = BackupInfo.from_row({**row, "extra": {"verification": "failed"}})
+    assert failed.verification == "failed"
 
 
 def test_bad_policy(archive: Archive) -> None:
