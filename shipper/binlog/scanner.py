@@ -162,6 +162,11 @@ class _Scanner(ScanState):
         if self.avail < 4 or bytes(self.buf[:4]) != E.MAGIC:
             raise self._err(0, "no binlog magic (\\xfebin)")
         self._loop()
+        # The verdict's size and sha256 are of the whole file, also when the scan
+        # stopped early (framing past a CRC mismatch cannot be trusted).
+        while not self.eof:
+            self.base += self.avail
+            self.avail = self._read_into(0)
         return self._result()
 
     def _loop(self) -> None:
@@ -199,6 +204,8 @@ class _Scanner(ScanState):
                 if size < min_size or size > MAX_EVENT_SIZE:
                     if self.crc_error_at is not None:
                         break  # lengths past a CRC mismatch are not to be trusted
+                    if self._zero_tail(pos):
+                        break  # pre-allocated or crashed file: truncated where the zeros start
                     raise self._err(self.base + pos, f"event of impossible size {size}")
                 if not self.eof and size <= len(buf):
                     self._refill(pos)
@@ -300,6 +307,21 @@ class _Scanner(ScanState):
         # past START_ENCRYPTION the header bytes are ciphertext: its time is the last known
         self.last_ts = last_ts if self.encrypted_at is None else self.encryption_ts
         self.last_type = last_type
+
+    def _zero_tail(self, pos: int) -> bool:
+        """Whether everything from buffer offset ``pos`` to the end of the file is
+        zero bytes (a pre-allocated file, or a crash after the size was extended);
+        then the file is truncated there. Reads the rest of the stream."""
+        if self.buf.count(0, pos, self.avail) != self.avail - pos:
+            return False
+        at = self.base + pos
+        while not self.eof:
+            self.base += self.avail
+            self.avail = self._read_into(0)
+            if self.buf.count(0, 0, self.avail) != self.avail:
+                raise self._err(at, "zero bytes followed by data where an event should start")
+        self.truncated_at = at
+        return True
 
     def _kinds(self) -> list[int]:
         """Which events may skip the general path (none before the FDE, when
@@ -404,18 +426,51 @@ class _Scanner(ScanState):
         self.fde = fde
         if self.first_fde is None:
             self.first_fde = fde
-        # every later FDE (relay logs) governs the events after it
-        self.crc_len = 4 if fde.checksum_alg == E.CHECKSUM_CRC32 else 0
+        denied = fde.checksum_alg == E.CHECKSUM_OFF and self._carries_crc32(buf, pos, end)
+        if denied and self.checksum_flag_error_at is None:
+            self.checksum_flag_error_at = abs_pos
+        # every later FDE (relay logs) governs the events after it; one that denies
+        # the checksums its events carry is not believed, so they are still checked
+        self.crc_len = 4 if fde.checksum_alg == E.CHECKSUM_CRC32 or denied else 0
         self.min_size = fde.header_len + self.crc_len
         self.header_len = fde.header_len
         if fde.checksum_alg != E.CHECKSUM_CRC32:
             return None
-        # The CRC of a FDE is computed with the in-use flag clear: the server
-        # clears that flag in place when it closes the file without rewriting it.
+        return self._fde_crc_ok(buf, pos, end)
+
+    def _fde_crc_ok(self, buf: memoryview, pos: int, end: int, alg: int | None = None) -> bool:
+        """The FDE's own CRC32 (with its algorithm byte read as ``alg``, when given).
+
+        It is computed with the in-use flag clear: the server clears that flag in
+        place when it closes the file, without rewriting the CRC."""
         head = bytearray(buf[pos : pos + E.HEADER_LEN])
         head[17] &= ~E.LOG_EVENT_BINLOG_IN_USE_F & 0xFF
-        crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 4], zlib.crc32(head))
+        crc = zlib.crc32(head)
+        if alg is None:
+            crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 4], crc)
+        else:
+            crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 5], crc)
+            crc = zlib.crc32(bytes((alg,)), crc)
         return bool(crc == _CRC.unpack_from(buf, end - 4)[0])
+
+    def _carries_crc32(self, buf: memoryview, pos: int, end: int) -> bool:
+        """Whether a file whose FDE says "no checksums" carries CRC32s all the same.
+
+        Servers write a valid CRC32 on that FDE itself even with
+        ``binlog_checksum=NONE``, so that alone proves nothing. Either proves the
+        flag false: the FDE's CRC verifies only with the algorithm byte read as
+        CRC32 (the byte changed after the CRC was written), or the next event ends
+        in a valid CRC32 of itself (1 in 2**32 by chance).
+        """
+        if self._fde_crc_ok(buf, pos, end, E.CHECKSUM_CRC32):
+            return True
+        avail = self.avail if buf.obj is self.buf else len(buf)
+        if avail - end < E.HEADER_LEN:
+            return False  # no next event in view (the file ends here)
+        (size,) = _U32.unpack_from(buf, end + 9)
+        if size < E.HEADER_LEN + 4 or end + size > avail:
+            return False
+        return zlib.crc32(buf[end : end + size]) == _CRC_RESIDUE
 
     def _result(self) -> BinlogInfo:
         fde = self.first_fde
@@ -463,6 +518,7 @@ class _Scanner(ScanState):
             complete=complete,
             truncated_at=self.truncated_at,
             crc_error_at=self.crc_error_at,
+            checksum_flag_error_at=self.checksum_flag_error_at,
             event_count=self.event_count,
             first_timestamp=self.first_ts,
             last_timestamp=self.last_ts or None,
