@@ -7,6 +7,7 @@ against a system path: the device node is our own null device in a temp dir.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -179,3 +180,24 @@ def test_fetch_with_a_state_dir_of_only_config_and_keyring(host: Host, tmp_path:
     assert rc == 0
     assert out.read_bytes() == original(host, host.names[1])
     assert sorted(p.name for p in dr.iterdir()) == ["config.toml", "keyring"]
+
+
+def test_fetch_to_a_unix_socket_sends_the_exact_bytes(host: Host, tmp_path: Path) -> None:
+    path = tmp_path / "sock"
+    got = bytearray()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
+        srv.bind(str(path))
+        srv.listen(1)
+
+        def serve() -> None:
+            conn, _ = srv.accept()
+            with conn:
+                while data := conn.recv(1 << 16):
+                    got.extend(data)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        assert fetch(host, "-o", str(path)) == 0
+        t.join(timeout=60)
+    assert bytes(got) == original(host)
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
