@@ -144,6 +144,9 @@ def _deliver(dest: Destination, tmp: Path) -> None:
         _publish_new(tmp, dest)
     elif dest.kind == "file":
         assert dest.path is not None
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(os.lstat(dest.path).st_mode):  # changed while fetching
+                raise OutputExists(f"-o {dest} is no longer a regular file; not replacing it")
         os.replace(tmp, dest.path)  # --force: atomic, never a half-written file
     elif dest.kind == "socket":
         assert dest.path is not None
