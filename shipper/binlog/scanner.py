@@ -38,6 +38,8 @@ BLOCK = 4 << 20
 #: an event this large cannot be real (max_allowed_packet tops out at 1 GiB)
 MAX_EVENT_SIZE = (1 << 30) + (1 << 20)
 _BIG_PREFIX = 1 << 16
+#: events after a "no checksums" FDE tried for a CRC32 that proves the flag false
+_FLAG_PROBES = 8
 #: zlib.crc32 over a message followed by its own little-endian CRC-32
 _CRC_RESIDUE = 0x2144DF1C
 
@@ -459,18 +461,24 @@ class _Scanner(ScanState):
         Servers write a valid CRC32 on that FDE itself even with
         ``binlog_checksum=NONE``, so that alone proves nothing. Either proves the
         flag false: the FDE's CRC verifies only with the algorithm byte read as
-        CRC32 (the byte changed after the CRC was written), or the next event ends
-        in a valid CRC32 of itself (1 in 2**32 by chance).
+        CRC32 (the byte changed after the CRC was written), or one of the next
+        few events (framed by their lengths, as far as the buffer holds them)
+        ends in a valid CRC32 of itself (1 in 2**32 each by chance), so one
+        damaged event right after the FDE does not hide the lie.
         """
         if self._fde_crc_ok(buf, pos, end, E.CHECKSUM_CRC32):
             return True
         avail = self.avail if buf.obj is self.buf else len(buf)
-        if avail - end < E.HEADER_LEN:
-            return False  # no next event in view (the file ends here)
-        (size,) = _U32.unpack_from(buf, end + 9)
-        if size < E.HEADER_LEN + 4 or end + size > avail:
-            return False
-        return zlib.crc32(buf[end : end + size]) == _CRC_RESIDUE
+        for _ in range(_FLAG_PROBES):
+            if avail - end < E.HEADER_LEN:
+                return False  # no further event in view (the file ends here)
+            (size,) = _U32.unpack_from(buf, end + 9)
+            if size < E.HEADER_LEN + 4 or end + size > avail:
+                return False
+            if zlib.crc32(buf[end : end + size]) == _CRC_RESIDUE:
+                return True
+            end += size
+        return False
 
     def _result(self) -> BinlogInfo:
         fde = self.first_fde

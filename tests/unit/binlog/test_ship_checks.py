@@ -64,6 +64,19 @@ def test_fde_checksum_flag_flipped_is_flagged(name: str, recompute: bool) -> Non
     assert info.transactions == good.transactions
 
 
+def test_flipped_flag_is_seen_past_a_damaged_first_event() -> None:
+    """The event right after the FDE is damaged: a later one still proves the flag false."""
+    name = "mdbpoc__domain_id_0_mariadb-repl-bin.000009"
+    _, events = read_events(BINLOGS / name)
+    assert len(events) > 3
+    blob = bytearray(flip_checksum_flag((BINLOGS / name).read_bytes(), recompute_fde_crc=True))
+    blob[events[1].end_pos - 2] ^= 0x40  # inside the first event's stored CRC
+    info = scan(bytes(blob))
+    assert info.checksum_flag_error_at == 4
+    assert info.crc_error_at == events[1].pos
+    assert info.damage is not None
+
+
 def test_flipped_flag_still_pins_a_damaged_event() -> None:
     original = (BINLOGS / CRC32_FILE).read_bytes()
     _, events = read_events(BINLOGS / CRC32_FILE)
