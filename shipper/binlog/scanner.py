@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 from shipper.binlog import bodies as B
 from shipper.binlog import events as E
+from shipper.binlog.checksum import CRC_RESIDUE, denies_crc32, fde_crc_ok
 from shipper.binlog.gtid import (
     MariaDBGtidList,
     MariaDBGtidListBuilder,
@@ -38,10 +39,7 @@ BLOCK = 4 << 20
 #: an event this large cannot be real (max_allowed_packet tops out at 1 GiB)
 MAX_EVENT_SIZE = (1 << 30) + (1 << 20)
 _BIG_PREFIX = 1 << 16
-#: events after a "no checksums" FDE tried for a CRC32 that proves the flag false
-_FLAG_PROBES = 8
-#: zlib.crc32 over a message followed by its own little-endian CRC-32
-_CRC_RESIDUE = 0x2144DF1C
+
 
 _HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server_id, size, log_pos, flags
 _FAST_HEADER = struct.Struct("<IBxxxxI")  # timestamp, type, size
@@ -176,7 +174,7 @@ class _Scanner(ScanState):
         buf, mv, avail = self.buf, self.mv, self.avail
         unpack = _FAST_HEADER.unpack_from
         crc32 = zlib.crc32
-        residue = _CRC_RESIDUE
+        residue = CRC_RESIDUE
         general = self._general
         handlers = HANDLERS
         kind = _ALL_GENERAL  # until the first format description is read
@@ -394,7 +392,7 @@ class _Scanner(ScanState):
         elif not whole:
             crc_ok = big_crc
         elif self.crc_len:
-            crc_ok = zlib.crc32(buf[pos : pos + size]) == _CRC_RESIDUE
+            crc_ok = zlib.crc32(buf[pos : pos + size]) == CRC_RESIDUE
         if crc_ok is False and self.crc_error_at is None:
             self.crc_error_at = abs_pos
         if self.on_event is not None:
@@ -428,7 +426,8 @@ class _Scanner(ScanState):
         self.fde = fde
         if self.first_fde is None:
             self.first_fde = fde
-        denied = fde.checksum_alg == E.CHECKSUM_OFF and self._carries_crc32(buf, pos, end)
+        avail = self.avail if buf.obj is self.buf else len(buf)
+        denied = fde.checksum_alg == E.CHECKSUM_OFF and denies_crc32(buf, pos, end, avail)
         if denied and self.checksum_flag_error_at is None:
             self.checksum_flag_error_at = abs_pos
         # every later FDE (relay logs) governs the events after it; one that denies
@@ -438,47 +437,7 @@ class _Scanner(ScanState):
         self.header_len = fde.header_len
         if fde.checksum_alg != E.CHECKSUM_CRC32:
             return None
-        return self._fde_crc_ok(buf, pos, end)
-
-    def _fde_crc_ok(self, buf: memoryview, pos: int, end: int, alg: int | None = None) -> bool:
-        """The FDE's own CRC32 (with its algorithm byte read as ``alg``, when given).
-
-        It is computed with the in-use flag clear: the server clears that flag in
-        place when it closes the file, without rewriting the CRC."""
-        head = bytearray(buf[pos : pos + E.HEADER_LEN])
-        head[17] &= ~E.LOG_EVENT_BINLOG_IN_USE_F & 0xFF
-        crc = zlib.crc32(head)
-        if alg is None:
-            crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 4], crc)
-        else:
-            crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 5], crc)
-            crc = zlib.crc32(bytes((alg,)), crc)
-        return bool(crc == _CRC.unpack_from(buf, end - 4)[0])
-
-    def _carries_crc32(self, buf: memoryview, pos: int, end: int) -> bool:
-        """Whether a file whose FDE says "no checksums" carries CRC32s all the same.
-
-        Servers write a valid CRC32 on that FDE itself even with
-        ``binlog_checksum=NONE``, so that alone proves nothing. Either proves the
-        flag false: the FDE's CRC verifies only with the algorithm byte read as
-        CRC32 (the byte changed after the CRC was written), or one of the next
-        few events (framed by their lengths, as far as the buffer holds them)
-        ends in a valid CRC32 of itself (1 in 2**32 each by chance), so one
-        damaged event right after the FDE does not hide the lie.
-        """
-        if self._fde_crc_ok(buf, pos, end, E.CHECKSUM_CRC32):
-            return True
-        avail = self.avail if buf.obj is self.buf else len(buf)
-        for _ in range(_FLAG_PROBES):
-            if avail - end < E.HEADER_LEN:
-                return False  # no further event in view (the file ends here)
-            (size,) = _U32.unpack_from(buf, end + 9)
-            if size < E.HEADER_LEN + 4 or end + size > avail:
-                return False
-            if zlib.crc32(buf[end : end + size]) == _CRC_RESIDUE:
-                return True
-            end += size
-        return False
+        return fde_crc_ok(buf, pos, end)
 
     def _result(self) -> BinlogInfo:
         fde = self.first_fde
