@@ -21,7 +21,9 @@ class BinlogFramingError(BinlogFormatError):
         self.reason = reason
 
 
-Status = Literal["complete", "in_use", "not_closed", "truncated", "crc_mismatch"]
+Status = Literal[
+    "complete", "in_use", "not_closed", "truncated", "crc_mismatch", "checksum_flag_mismatch"
+]
 
 
 class EventHeader(NamedTuple):
@@ -57,6 +59,9 @@ class BinlogInfo:
     complete: bool
     truncated_at: int | None
     crc_error_at: int | None
+    #: offset of a format description that says "no checksums" while the events
+    #: carry CRC32s (a flipped flag): the file is not what it claims to be
+    checksum_flag_error_at: int | None
     event_count: int
     first_timestamp: int | None
     last_timestamp: int | None
@@ -77,11 +82,15 @@ class BinlogInfo:
         """One word for the file, by precedence (first that applies):
 
         1. ``crc_mismatch`` - an event's CRC32 did not verify (``crc_error_at``)
-        2. ``truncated``    - the last event is cut off (``truncated_at``)
-        3. ``complete``     - the last event is ROTATE or STOP
-        4. ``in_use``       - no closing event and the FDE's in-use flag is set:
+        2. ``checksum_flag_mismatch`` - the format description says "no
+           checksums" but the events carry CRC32s (``checksum_flag_error_at``);
+           they are verified all the same
+        3. ``truncated``    - the last event is cut off, or the file ends in zero
+                              bytes where an event should start (``truncated_at``)
+        4. ``complete``     - the last event is ROTATE or STOP
+        5. ``in_use``       - no closing event and the FDE's in-use flag is set:
                               the server had it open (live file, or a crash)
-        5. ``not_closed``   - no closing event and the flag is clear
+        6. ``not_closed``   - no closing event and the flag is clear
         An encrypted file (MariaDB ``encrypt_binlog``) is framed past its
         START_ENCRYPTION event by the event lengths (the only clear field) but
         nothing else is read or verified; it is ``complete`` when it frames to
@@ -89,11 +98,26 @@ class BinlogInfo:
         """
         if self.crc_error_at is not None:
             return "crc_mismatch"
+        if self.checksum_flag_error_at is not None:
+            return "checksum_flag_mismatch"
         if self.truncated_at is not None:
             return "truncated"
         if self.complete:
             return "complete"
         return "in_use" if self.in_use else "not_closed"
+
+    @property
+    def damage(self) -> str | None:
+        """Why the file must not be archived as restorable (quarantined and
+        flagged instead), or None."""
+        if self.crc_error_at is not None:
+            return f"event checksum mismatch at offset {self.crc_error_at}"
+        if self.checksum_flag_error_at is not None:
+            return (
+                f"the format description at offset {self.checksum_flag_error_at} says "
+                "no checksums, but the events carry CRC32s (a flipped flag)"
+            )
+        return None
 
     def gtid_set_previous(self) -> MySQLGtidSet | MariaDBGtidList:
         return _parse(self.gtid_flavor, self.gtid_previous)

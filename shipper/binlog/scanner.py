@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 from shipper.binlog import bodies as B
 from shipper.binlog import events as E
+from shipper.binlog.checksum import CRC_RESIDUE, denies_crc32, fde_crc_ok
 from shipper.binlog.gtid import (
     MariaDBGtidList,
     MariaDBGtidListBuilder,
@@ -38,8 +39,7 @@ BLOCK = 4 << 20
 #: an event this large cannot be real (max_allowed_packet tops out at 1 GiB)
 MAX_EVENT_SIZE = (1 << 30) + (1 << 20)
 _BIG_PREFIX = 1 << 16
-#: zlib.crc32 over a message followed by its own little-endian CRC-32
-_CRC_RESIDUE = 0x2144DF1C
+
 
 _HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server_id, size, log_pos, flags
 _FAST_HEADER = struct.Struct("<IBxxxxI")  # timestamp, type, size
@@ -162,6 +162,11 @@ class _Scanner(ScanState):
         if self.avail < 4 or bytes(self.buf[:4]) != E.MAGIC:
             raise self._err(0, "no binlog magic (\\xfebin)")
         self._loop()
+        # The verdict's size and sha256 are of the whole file, also when the scan
+        # stopped early (framing past a CRC mismatch cannot be trusted).
+        while not self.eof:
+            self.base += self.avail
+            self.avail = self._read_into(0)
         return self._result()
 
     def _loop(self) -> None:
@@ -169,7 +174,7 @@ class _Scanner(ScanState):
         buf, mv, avail = self.buf, self.mv, self.avail
         unpack = _FAST_HEADER.unpack_from
         crc32 = zlib.crc32
-        residue = _CRC_RESIDUE
+        residue = CRC_RESIDUE
         general = self._general
         handlers = HANDLERS
         kind = _ALL_GENERAL  # until the first format description is read
@@ -199,6 +204,8 @@ class _Scanner(ScanState):
                 if size < min_size or size > MAX_EVENT_SIZE:
                     if self.crc_error_at is not None:
                         break  # lengths past a CRC mismatch are not to be trusted
+                    if self._zero_tail(pos):
+                        break  # pre-allocated or crashed file: truncated where the zeros start
                     raise self._err(self.base + pos, f"event of impossible size {size}")
                 if not self.eof and size <= len(buf):
                     self._refill(pos)
@@ -301,6 +308,21 @@ class _Scanner(ScanState):
         self.last_ts = last_ts if self.encrypted_at is None else self.encryption_ts
         self.last_type = last_type
 
+    def _zero_tail(self, pos: int) -> bool:
+        """Whether everything from buffer offset ``pos`` to the end of the file is
+        zero bytes (a pre-allocated file, or a crash after the size was extended);
+        then the file is truncated there. Reads the rest of the stream."""
+        if self.buf.count(0, pos, self.avail) != self.avail - pos:
+            return False
+        at = self.base + pos
+        while not self.eof:
+            self.base += self.avail
+            self.avail = self._read_into(0)
+            if self.buf.count(0, 0, self.avail) != self.avail:
+                raise self._err(at, "zero bytes followed by data where an event should start")
+        self.truncated_at = at
+        return True
+
     def _kinds(self) -> list[int]:
         """Which events may skip the general path (none before the FDE, when
         encrypted, or when every event's header is asked for)."""
@@ -370,7 +392,7 @@ class _Scanner(ScanState):
         elif not whole:
             crc_ok = big_crc
         elif self.crc_len:
-            crc_ok = zlib.crc32(buf[pos : pos + size]) == _CRC_RESIDUE
+            crc_ok = zlib.crc32(buf[pos : pos + size]) == CRC_RESIDUE
         if crc_ok is False and self.crc_error_at is None:
             self.crc_error_at = abs_pos
         if self.on_event is not None:
@@ -404,18 +426,18 @@ class _Scanner(ScanState):
         self.fde = fde
         if self.first_fde is None:
             self.first_fde = fde
-        # every later FDE (relay logs) governs the events after it
-        self.crc_len = 4 if fde.checksum_alg == E.CHECKSUM_CRC32 else 0
+        avail = self.avail if buf.obj is self.buf else len(buf)
+        denied = fde.checksum_alg == E.CHECKSUM_OFF and denies_crc32(buf, pos, end, avail)
+        if denied and self.checksum_flag_error_at is None:
+            self.checksum_flag_error_at = abs_pos
+        # every later FDE (relay logs) governs the events after it; one that denies
+        # the checksums its events carry is not believed, so they are still checked
+        self.crc_len = 4 if fde.checksum_alg == E.CHECKSUM_CRC32 or denied else 0
         self.min_size = fde.header_len + self.crc_len
         self.header_len = fde.header_len
         if fde.checksum_alg != E.CHECKSUM_CRC32:
             return None
-        # The CRC of a FDE is computed with the in-use flag clear: the server
-        # clears that flag in place when it closes the file without rewriting it.
-        head = bytearray(buf[pos : pos + E.HEADER_LEN])
-        head[17] &= ~E.LOG_EVENT_BINLOG_IN_USE_F & 0xFF
-        crc = zlib.crc32(buf[pos + E.HEADER_LEN : end - 4], zlib.crc32(head))
-        return bool(crc == _CRC.unpack_from(buf, end - 4)[0])
+        return fde_crc_ok(buf, pos, end)
 
     def _result(self) -> BinlogInfo:
         fde = self.first_fde
@@ -463,6 +485,7 @@ class _Scanner(ScanState):
             complete=complete,
             truncated_at=self.truncated_at,
             crc_error_at=self.crc_error_at,
+            checksum_flag_error_at=self.checksum_flag_error_at,
             event_count=self.event_count,
             first_timestamp=self.first_ts,
             last_timestamp=self.last_ts or None,

@@ -49,6 +49,7 @@ class ScanState:
         self.in_use = False
         self.truncated_at: int | None = None
         self.crc_error_at: int | None = None
+        self.checksum_flag_error_at: int | None = None
         self.event_count = 0
         self.last_ts = 0
         self.last_type = -1

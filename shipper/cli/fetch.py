@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 from typing import Any
 
+from shipper import output
 from shipper.archive import fetch_to_file, find_binlog
 from shipper.cli.common import add_config_args, load_config
 from shipper.errors import ConfigError
@@ -19,11 +20,18 @@ def add_parser(sub: Any) -> None:
         "fetch",
         help="restore one archived binlog to a file, byte-identical",
         description="Find BINLOG_NAME in the archive, verify and decrypt it, and write the "
-        "original bytes to FILE (written only after the whole object verified).",
+        "original bytes to FILE (only after the whole object verified). FILE may be - "
+        "(stdout), a device or FIFO (written into, never replaced), or a symlink (what it "
+        "points at); an existing regular file is replaced only with --force.",
     )
     add_config_args(p)
     p.add_argument("binlog", metavar="BINLOG_NAME")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FILE if it is an existing regular file (atomically: temp + rename)",
+    )
     p.add_argument(
         "--from",
         dest="source",
@@ -37,6 +45,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
+    dest = output.resolve(args.output, force=args.force)  # refuse before downloading
     urls = [t.url for t in cfg.targets]
     url = args.source or urls[0]
     target = next((t for t in cfg.targets if t.url == url), None)
@@ -54,9 +63,14 @@ def run(args: argparse.Namespace) -> int:
                     key = row.object_key
     if key is None:
         key = find_binlog(backend, cfg.tenant_prefix, args.binlog, args.server_id).key
-    res = fetch_to_file(backend, key, providers, args.output)
+    res = output.write(
+        dest,
+        lambda tmp: fetch_to_file(backend, key, providers, tmp),
+        scratch=cfg.state_dir,
+    )
     print(
         f"{args.binlog}: {res.plaintext_size} bytes, sha256 {res.plaintext_sha256}, "
-        f"verified, written to {res.path}"
+        f"verified, written to {dest}",
+        file=sys.stderr if dest.kind == "stdout" else sys.stdout,
     )
     return 0

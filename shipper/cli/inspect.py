@@ -67,6 +67,7 @@ def to_json(
         "complete": info.complete,
         "truncated_at": info.truncated_at,
         "crc_error_at": info.crc_error_at,
+        "checksum_flag_error_at": info.checksum_flag_error_at,
         "encrypted": info.encrypted,
         "event_count": info.event_count,
         "first_timestamp": _iso(info.first_timestamp),
@@ -154,8 +155,10 @@ def _summary(info: BinlogInfo, events: list[EventHeader] | None, transactions: b
 def _status_detail(info: BinlogInfo) -> str:
     if info.status == "crc_mismatch":
         return f": CRC32 of the event at offset {info.crc_error_at} does not verify"
+    if info.status == "checksum_flag_mismatch":
+        return f": {info.damage}"
     if info.status == "truncated":
-        return f": partial event at offset {info.truncated_at}"
+        return f": partial event (or zero bytes) at offset {info.truncated_at}"
     if info.status == "in_use":
         return (
             ": no ROTATE/STOP at the end and the in-use flag is set (open, or the server crashed)"

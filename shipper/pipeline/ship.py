@@ -293,7 +293,7 @@ class Shipper:
             raise BinlogFormatError(f"binlog {name} has no events: nothing to date it by")
         self._record_scan(name, info, state.server_uuid)
         server_id = info.server_id if info.server_id is not None else state.server_id
-        flagged = info.crc_error_at is not None
+        flagged = info.damage is not None  # CRC mismatch, or a flag that denies the CRCs
         if flagged:
             key = objects.quarantine_key(self.cfg.tenant_prefix, server_id, name, info.sha256)
         else:
@@ -335,7 +335,7 @@ class Shipper:
         self.manifest.reach(name, "verified")
         if flagged:
             outcome = "flagged"
-            self._flag(name, info.crc_error_at, next(iter(final_keys.values())))
+            self._flag(name, info, next(iter(final_keys.values())))
         else:
             if info.status != "complete":
                 self.manifest.journal(info.status, name, {"truncated_at": info.truncated_at})
@@ -353,19 +353,15 @@ class Shipper:
         log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, b.metadata["trace_id"])
         return outcome
 
-    def _flag(self, name: str, crc_error_at: int | None, key: str) -> None:
-        self.manifest.advance(
-            name,
-            "flagged",
-            error=f"event checksum mismatch at offset {crc_error_at}; quarantined at {key}",
-        )
-        self.manifest.journal("flagged", name, {"crc_error_at": crc_error_at, "key": key})
+    def _flag(self, name: str, info: BinlogInfo, key: str) -> None:
+        self.manifest.advance(name, "flagged", error=f"{info.damage}; quarantined at {key}")
+        detail = {"crc_error_at": info.crc_error_at, "key": key, "status": info.status}
+        self.manifest.journal("flagged", name, detail)
         self.metrics.flagged.inc()
         log.error(
-            "binlog %s: event checksum mismatch at offset %s; archived to quarantine key "
-            "%s and NOT counted as restorable",
+            "binlog %s: %s; archived to quarantine key %s and NOT counted as restorable",
             name,
-            crc_error_at,
+            info.damage,
             key,
         )
 
