@@ -1,0 +1,175 @@
+"""Every command ends in one actionable line, never a raw traceback (run as a user runs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shipper.manifest import Manifest
+
+FIXTURE = Path("/work/shared/fixtures/binlogs/cdcrs__8.0_02_query_bigger_binlog.000733")
+#: ~2 MB of --events text: far more than a pipe buffer holds
+BIG = Path("/work/shared/fixtures/binlogs/mdbpoc__domain_id_0_mariadb-repl-bin.000002")
+
+
+def shipper_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shipper", *args]
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k != "BINLOG_SHIPPER_DEBUG"}
+    e.update(extra)
+    return e
+
+
+def first_line_then_close(cmd: list[str]) -> tuple[str, int, str]:
+    """What ``cmd | head -1`` does: read one line, close the pipe, let the writer find out."""
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(), start_new_session=True
+    )
+    assert p.stdout is not None and p.stderr is not None
+    line = p.stdout.readline().decode()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    return line, p.wait(timeout=120), err
+
+
+@pytest.fixture()
+def state_with_many_rows(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    subprocess.run(shipper_cmd("init", "--state-dir", str(state)), check=True, env=env())
+    with Manifest(state / "manifest.sqlite") as m:
+        for i in range(1, 5001):  # far more than a pipe buffer of status lines
+            m.discover(f"mysql-bin.{i:06d}", size=1 << 20)
+    return state
+
+
+def test_status_into_a_closed_pipe_exits_quietly(state_with_many_rows: Path) -> None:
+    line, rc, err = first_line_then_close(
+        shipper_cmd("status", "--state-dir", str(state_with_many_rows))
+    )
+    assert line.startswith("tenant default")
+    assert rc == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert err == ""
+
+
+def test_status_json_into_a_closed_pipe_exits_quietly(state_with_many_rows: Path) -> None:
+    line, rc, err = first_line_then_close(
+        shipper_cmd("status", "--json", "--state-dir", str(state_with_many_rows))
+    )
+    assert line.strip() == "{"
+    assert (rc, err) == (141, "")
+
+
+def test_inspect_events_into_a_closed_pipe_exits_quietly() -> None:
+    line, rc, err = first_line_then_close(shipper_cmd("inspect", "--events", str(BIG)))
+    assert line.startswith("file ")
+    assert (rc, err) == (141, "")
+
+
+def test_shell_pipeline_to_head(state_with_many_rows: Path) -> None:
+    cmd = " ".join(shipper_cmd("status", "--state-dir", str(state_with_many_rows))) + " | head -1"
+    res = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, env=env()
+    )
+    assert res.stdout.startswith("tenant default")
+    assert res.stderr == ""
+    assert res.returncode == 141
+
+
+def test_an_unexpected_exception_is_one_line_exit_70(tmp_path: Path) -> None:
+    # A real command hitting an exception no code path expects: an ASCII-only stdout and a
+    # file name that is not ASCII (print raises UnicodeEncodeError, not an OSError).
+    odd = tmp_path / "bínlog.000001"
+    shutil.copyfile(FIXTURE, odd)
+    res = subprocess.run(
+        shipper_cmd("inspect", str(odd)),
+        capture_output=True,
+        env=env(PYTHONIOENCODING="ascii:strict"),
+    )
+    err = res.stderr.decode("ascii", "replace")
+    assert res.returncode == 70
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("binlog-shipper: internal error: UnicodeEncodeError")
+    assert "run with --debug for the traceback; please report it" in lines[0]
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_prints_the_traceback(tmp_path: Path, how: str) -> None:
+    odd = tmp_path / "bínlog.000001"
+    shutil.copyfile(FIXTURE, odd)
+    args = ["--debug"] if how == "flag" else []
+    extra = {"BINLOG_SHIPPER_DEBUG": "1"} if how == "env" else {}
+    res = subprocess.run(
+        shipper_cmd(*args, "inspect", str(odd)),
+        capture_output=True,
+        env=env(PYTHONIOENCODING="ascii:strict", **extra),
+    )
+    err = res.stderr.decode("ascii", "replace")
+    assert res.returncode == 70
+    assert "Traceback (most recent call last)" in err
+    assert "UnicodeEncodeError" in err
+
+
+def test_os_error_names_the_file(tmp_path: Path) -> None:
+    res = subprocess.run(
+        shipper_cmd("inspect", str(tmp_path)), capture_output=True, text=True, env=env()
+    )
+    assert res.returncode == 74
+    assert res.stderr == f"binlog-shipper: error: {tmp_path}: Is a directory\n"
+
+
+def test_shipper_error_is_one_line_with_its_exit_code(tmp_path: Path) -> None:
+    res = subprocess.run(
+        shipper_cmd("status", "--config", str(tmp_path / "nope.toml")),
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"binlog-shipper: error: config file {tmp_path / 'nope.toml'}")
+    assert len(res.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    # A "server" that accepts and never greets: the shipper blocks in its MySQL handshake,
+    # which is where Ctrl-C lands.
+    sock_path = tmp_path / "mysqld.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    listener.listen(1)
+    state = tmp_path / "state"
+    subprocess.run(
+        shipper_cmd("init", "--state-dir", str(state), "--mysql-socket", str(sock_path)),
+        check=True,
+        env=env(),
+        capture_output=True,
+    )
+    p = subprocess.Popen(
+        shipper_cmd("run", "--once", "--state-dir", str(state)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(),
+    )
+    try:
+        listener.settimeout(60)
+        conn, _ = listener.accept()  # the shipper is now waiting for the greeting
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+        conn.close()
+    finally:
+        listener.close()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130
+    assert err.decode() == "binlog-shipper: interrupted\n"
