@@ -26,7 +26,9 @@ Example (what ``binlog-shipper init`` writes for the embedded default)::
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +132,79 @@ class _Section:
             raise ConfigError(f"{self.prefix}{key} must be {names}, got {self.data[key]!r}")
         return value
 
+    def number(
+        self,
+        key: str,
+        default: float,
+        lo: float,
+        hi: float,
+        *,
+        integer: bool = False,
+        lo_open: bool = False,
+        unit: str = "",
+    ) -> Any:
+        """A finite number in [lo, hi] (or (lo, hi] with ``lo_open``); TOML's nan and inf
+        are floats, and a nan compares false to every bound, so it is refused by name."""
+        value = self.get(key, int if integer else (int, float), default)
+        full, suffix = f"{self.prefix}{key}", f" {unit}" if unit else ""
+        if not math.isfinite(value):
+            raise ConfigError(f"{full} must be a finite number, got {value}")
+        low_ok = value > lo if lo_open else value >= lo
+        if not (low_ok and value <= hi):
+            lo_text = f"greater than {lo:g}" if lo_open else f"at least {lo:g}"
+            raise ConfigError(f"{full} must be {lo_text} and at most {hi:g}{suffix}, got {value}")
+        return value
+
+
+#: ``[[targets]]`` options each scheme accepts, with the type each must have. They are
+#: what the backends' ``from_url`` takes (shipper/storage/s3.py, gcs.py); file:// takes none.
+_POSITIVE_INT = "positive integer"
+TARGET_OPTIONS: dict[str, dict[str, str]] = {
+    "file": {},
+    "memory": {},
+    "s3": {
+        "region": "string",
+        "endpoint_url": "string",
+        "multipart_threshold": _POSITIVE_INT,
+        "part_size": _POSITIVE_INT,
+        "max_concurrency": _POSITIVE_INT,
+        "sse_kms_key_id": "string",
+        "object_lock_mode": "string",
+        "object_lock_days": _POSITIVE_INT,
+    },
+    "gs": {"project": "string", "chunk_size": _POSITIVE_INT, "resumable_threshold": _POSITIVE_INT},
+}
+
+#: ``[[keys]]`` entries: what each provider reads (shipper/keys/*.py ``from_config``);
+#: the first one listed is required.
+KEY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "local": ("path",),
+    "aws-kms": ("key_id", "region", "endpoint_url"),
+    "gcp-kms": ("key_name",),
+}
+
+#: the tenant is the first segment of every object key and a directory name on file://
+TENANT_RULE = (
+    "1 to 63 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit "
+    "(so never '.' or '..', and no '/')"
+)
+_TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _check_options(where: str, what: str, options: dict[str, Any], known: dict[str, str]) -> None:
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        accepted = ", ".join(sorted(known)) if known else "none besides the url"
+        raise ConfigError(f"unknown key {where}.{unknown[0]} for {what} (accepted: {accepted})")
+    for name, kind in known.items():
+        if name not in options:
+            continue
+        v = options[name]
+        if kind == "string" and not (isinstance(v, str) and v):
+            raise ConfigError(f"{where}.{name} must be a non-empty string, got {v!r}")
+        if kind == _POSITIVE_INT and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ConfigError(f"{where}.{name} must be a positive integer, got {v!r}")
+
 
 def load(path: str | os.PathLike[str]) -> Config:
     p = Path(path)
@@ -143,7 +218,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"config file {p}: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from e
-    return parse(raw, p)
+    try:
+        return parse(raw, p)
+    except ConfigError as e:
+        raise ConfigError(f"config file {p}: {e}") from e
 
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
@@ -166,32 +244,29 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         },
     )
     tenant = top.get("tenant", str, "default")
-    if not tenant or not all(c.isalnum() or c in "-_." for c in tenant):
-        raise ConfigError(f"tenant must be letters, digits, '-', '_' or '.', got {tenant!r}")
+    if not _TENANT_RE.fullmatch(tenant):
+        raise ConfigError(f"tenant must be {TENANT_RULE}; got {tenant!r}")
     state_dir = top.get("state_dir", str, "")
     if not state_dir:
         raise ConfigError("state_dir is required")
-    level = top.get("compression_level", int, 3)
-    if not 1 <= level <= 22:
-        raise ConfigError(f"compression_level must be between 1 and 22, got {level}")
-    chunk_size = top.get("chunk_size", int, 1 << 20)
-    if not (1 << 12) <= chunk_size <= (1 << 26):
-        raise ConfigError(f"chunk_size must be between 4096 and 67108864, got {chunk_size}")
+    level = top.number("compression_level", 3, 1, 22, integer=True)
+    chunk_size = top.number("chunk_size", 1 << 20, 1 << 12, 1 << 26, integer=True, unit="bytes")
     verify = top.get("verify", str, "auto")
     if verify not in VERIFY_MODES:
         raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
-    poll = float(top.get("poll_interval", (int, float), 10.0))
-    if poll <= 0:
-        raise ConfigError(f"poll_interval must be > 0, got {poll}")
+    # below 0.1 s the watcher would spin on SHOW BINARY LOGS; above a day it is not watching
+    poll = float(top.number("poll_interval", 10.0, 0.1, 86400, unit="seconds"))
+    purge_warning = top.number(
+        "purge_warning_seconds", 3600, 0, 366 * 86400, integer=True, unit="seconds"
+    )
+    metrics_port = top.number("metrics_port", 0, 0, 65535, integer=True)
 
     m = _Section(
         raw.get("mysql", {}),
         "mysql.",
         {"host", "port", "user", "password_file", "socket", "binlog_dir", "connect_timeout"},
     )
-    port = m.get("port", int, 3306)
-    if not 0 < port < 65536:
-        raise ConfigError(f"mysql.port must be between 1 and 65535, got {port}")
+    port = m.number("port", 3306, 1, 65535, integer=True)
     mysql = MySQLConfig(
         host=m.get("host", str, "127.0.0.1"),
         port=port,
@@ -199,7 +274,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         password_file=m.get("password_file", str, ""),
         socket=m.get("socket", str, ""),
         binlog_dir=m.get("binlog_dir", str, ""),
-        connect_timeout=m.get("connect_timeout", int, 10),
+        connect_timeout=m.number("connect_timeout", 10, 1, 3600, integer=True, unit="seconds"),
     )
 
     r = _Section(raw.get("routing", {}), "routing.", {"primary", "direct_dual"})
@@ -226,6 +301,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             )
         cloud = _cloud_of(url)
         options = {k: v for k, v in t.items() if k != "url"}
+        _check_options(f"targets[{i}]", f"a {scheme}:// target", options, TARGET_OPTIONS[scheme])
         targets.append(TargetConfig(url=url, cloud=cloud, options=options))
     if not primary:
         primary = targets[0].cloud
@@ -245,6 +321,14 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(
                 f'keys[{i}].provider must be "local", "aws-kms" or "gcp-kms", got {k["provider"]!r}'
             )
+        provider = k["provider"]
+        known = KEY_OPTIONS[provider]
+        options = {name: v for name, v in k.items() if name != "provider"}
+        _check_options(
+            f"keys[{i}]", f"provider {provider!r}", options, dict.fromkeys(known, "string")
+        )
+        if known[0] not in options:
+            raise ConfigError(f"keys[{i}].{known[0]} is required for provider {provider!r}")
         keys.append(dict(k))
 
     return Config(
@@ -260,8 +344,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         direct_dual=direct_dual,
         verify=verify,
         poll_interval=poll,
-        purge_warning_seconds=top.get("purge_warning_seconds", int, 3600),
-        metrics_port=top.get("metrics_port", int, 0),
+        purge_warning_seconds=purge_warning,
+        metrics_port=metrics_port,
     )
 
 
@@ -288,7 +372,7 @@ socket = {q(mysql.socket)}
 binlog_dir = {q(mysql.binlog_dir)}   # empty: read @@log_bin_basename from the server
 
 [routing]
-primary = "local"
+primary = {q(_cloud_of(archive_url))}   # the cloud of the target the host writes
 direct_dual = false
 
 [[targets]]

@@ -18,6 +18,7 @@ a raw traceback:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -79,10 +80,8 @@ def _env_debug() -> bool:
 
 def _say(msg: str) -> None:
     """One line on stderr; a closed stderr must not turn into a second error."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         print(f"{_PROG}: {msg}", file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def _silence_stdout() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--tenant", default="default")
-    p.add_argument("--archive", help="target URL (default: file://STATE_DIR/archive)")
+    p.add_argument(
+        "--archive",
+        help="target URL: file:///path, s3://bucket/prefix or gs://bucket/prefix "
+        "(default: file://STATE_DIR/archive); routing.primary follows its cloud",
+    )
     p.add_argument("--mysql-socket", default="")
     p.add_argument("--mysql-host", default="127.0.0.1")
     p.add_argument("--mysql-port", type=int, default=3306)
@@ -37,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     keyring = state_dir / "keyring"
     if cfg_path.exists():
         raise ConfigError(f"{cfg_path} already exists; not overwriting it")
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     archive = args.archive or f"file://{state_dir / 'archive'}"
     mysql = config_mod.MySQLConfig(
         host=args.mysql_host,
@@ -50,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     text = config_mod.render_default(
         state_dir, tenant=args.tenant, mysql=mysql, archive_url=archive, keyring=keyring
     )
-    config_mod.parse(__import__("tomllib").loads(text), cfg_path)  # what we write must load
+    # what we write must load: check it before anything lands on disk
+    config_mod.parse(tomllib.loads(text), cfg_path)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not keyring.exists():
         LocalKeyring.create(keyring)
         made_key = True
