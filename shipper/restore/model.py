@@ -39,6 +39,11 @@ def iso_us(us: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def iso_seconds(seconds: float | None) -> str | None:
+    """Epoch seconds (a float, as the manifest keeps them) -> RFC 3339 UTC, or None."""
+    return None if seconds is None else iso_us(round(seconds * 1_000_000))
+
+
 def to_us(t: dt.datetime) -> int:
     return (t - _EPOCH) // dt.timedelta(microseconds=1)
 
@@ -149,9 +154,9 @@ class BackupInfo:
             "binlog_file": self.binlog_file,
             "binlog_pos": self.binlog_pos,
             "gtid_set": self.gtid_set,
-            "consistent_at": self.consistent_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
+            "consistent_at": iso_seconds(self.consistent_at),
+            "started_at": iso_seconds(self.started_at),
+            "finished_at": iso_seconds(self.finished_at),
             "object_key": self.object_key,
             "server_id": self.server_id,
         }

@@ -277,10 +277,13 @@ class _Resolver:
         self.committed = [b for b in rows if b.state == "committed"]
         #: the stop before :meth:`_settle` moved it back: the same database state
         self.alias: Position | None = None
+        self._indexes: dict[str, TransactionIndex] = {}
 
     def index(self, row: ArchivedBinlog) -> TransactionIndex:
         _require_verified(row)
-        return self.load_index(row)
+        if row.name not in self._indexes:  # each index is fetched and decrypted once
+            self._indexes[row.name] = self.load_index(row)
+        return self._indexes[row.name]
 
     def resolve(self, target: Target) -> tuple[Position, TransactionIndex, Precision]:
         if not self.committed:
@@ -382,11 +385,10 @@ class _Resolver:
                 idx,
                 Precision("microsecond", note="commit times carry microseconds: the stop is exact"),
             )
-        same = [t for t in idx if t.commit_us // _SECOND == t_sec]
-        included = sum(1 for t in same if t.end <= offset)
-        nxt = next((b for b in self.rows if b.sequence == row.sequence + 1), None)
-        if nxt is not None and nxt.first_ts == t_sec and nxt.state == "committed":
-            same += [t for t in self.load_index(nxt) if t.commit_us // _SECOND == t_sec]
+        stamped = self._stamped_in(t_sec, stem_of(row.name))
+        same = [t for _, t in stamped]
+        # what the plan applies is everything up to the stop, in whichever binlog it lies
+        included = sum(1 for b, t in stamped if Position.of(b.name, t.end) <= stop)
         if not same:
             note = (
                 "binlog headers carry whole seconds; no transaction is stamped in the "
@@ -411,6 +413,28 @@ class _Resolver:
                     "between them"
                 )
         return stop, idx, Precision("second", self.ambiguous, len(same), included, note)
+
+    def _stamped_in(self, t_sec: int, stem: str) -> list[tuple[ArchivedBinlog, Transaction]]:
+        """Every transaction stamped ``t_sec``, across every binlog that may hold one.
+
+        Rotations can fall inside one second (FLUSH BINARY LOGS, max_binlog_size), so the
+        second can span any number of files: each whose [first, last] event range contains
+        it. A file not verified yet cannot be opened; the plan says it was not counted.
+        """
+        out: list[tuple[ArchivedBinlog, Transaction]] = []
+        for b in self.rows:
+            if stem_of(b.name) != stem or b.first_ts is None or b.first_ts > t_sec:
+                continue
+            if b.last_ts is not None and b.last_ts < t_sec:
+                continue
+            if b.state != "committed":
+                self.notes.append(
+                    f"binlog {b.name} (state {b.state}) may also hold transactions stamped in "
+                    "the target's second: it is not verified yet, so they are not counted"
+                )
+                continue
+            out += [(b, t) for t in self.index(b) if t.commit_us // _SECOND == t_sec]
+        return out
 
     def _check_hole_after(self, row: ArchivedBinlog, t_sec: int) -> None:
         """A target past ``row``'s last event may fall in missing binlogs after it."""
@@ -472,6 +496,16 @@ class _Resolver:
                 )
             raise PlanRefused("gap", f"binlog {pos.file} is not in the archive", self.window)
         idx = self.index(row)
+        # Past the end is a typo or another server's file: refuse it rather than clamp it
+        # to the last transaction, which would restore less than asked without a word.
+        if row.size is not None and pos.offset > row.size:
+            last = f"{row.name}:{idx[-1].end}" if len(idx) else f"{row.name}:{row.size}"
+            raise PlanRefused(
+                "after_window",
+                f"{pos} is past the end of {row.name}, which is {row.size} bytes long in "
+                f"the archive; its last transaction ends at {last}",
+                self.window,
+            )
         inside = idx.containing(pos.offset)
         if inside is not None and inside.start != pos.offset:
             raise PlanRefused(

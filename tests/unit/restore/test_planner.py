@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -88,8 +90,25 @@ def test_gtid_target_is_exact(archive: Archive) -> None:
 def test_position_target(archive: Archive) -> None:
     p = plan(archive, f"mysql-bin.000003:{HEADER + 2 * TX}")
     assert p.gtid_set == "0-1-10"
-    p = plan(archive, "mysql-bin.000005:100000")  # past the last transaction: its end
+    # after the last transaction (the ROTATE event, the file's end): the same state
+    p = plan(archive, f"mysql-bin.000005:{HEADER + 4 * TX + 40}")
     assert str(p.stop) == f"mysql-bin.000005:{HEADER + 4 * TX}"
+
+
+def test_position_past_the_end_of_the_archive_is_refused_not_clamped(archive: Archive) -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, f"mysql-bin.000005:{HEADER + 4 * TX + 41}")
+    assert e.value.reason == "after_window"
+    msg = str(e.value)
+    assert "mysql-bin.000005:697 is past the end of mysql-bin.000005, which is 696 bytes" in msg
+    assert f"its last transaction ends at mysql-bin.000005:{HEADER + 4 * TX}" in msg
+    assert "recoverable window:" in msg and "end of mysql-bin.000005" in msg
+    # a file newer than the newest archived one
+    with pytest.raises(PlanRefused) as e:
+        plan(archive, "mysql-bin.000006:4")
+    assert e.value.reason == "after_window"
+    assert "newer than the archive (newest: mysql-bin.000005)" in str(e.value)
+    assert "recoverable window:" in str(e.value)
 
 
 def test_position_inside_a_transaction_is_refused(archive: Archive) -> None:
@@ -234,6 +253,47 @@ def test_plan_json(archive: Archive) -> None:
     assert [b["name"] for b in back["binlogs"]] == ["mysql-bin.000002", "mysql-bin.000003"]
 
 
+RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+TIME_KEYS = ("_at", "time", "restores_to", "earliest", "latest")
+
+
+def _times(doc: object, path: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            here = f"{path}.{k}"
+            if isinstance(v, dict | list):
+                out += _times(v, here)
+            elif k.endswith(TIME_KEYS):
+                out.append((here, v))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _times(v, f"{path}[{i}]")
+    return out
+
+
+def test_plan_json_times_are_rfc3339_utc_strings(archive: Archive) -> None:
+    archive.backups[0] = replace(archive.backups[0], started_at=T0 + 20.25, finished_at=T0 + 22.5)
+    doc = json.loads(json.dumps(plan(archive, at(33.5)).to_dict()))
+    assert doc["backup"]["consistent_at"] == at(22)
+    assert doc["backup"]["started_at"] == at(20.25)
+    assert doc["backup"]["finished_at"] == at(22.5)
+    times = _times(doc)
+    assert {p for p, _ in times} >= {
+        ".target.time",
+        ".backup.consistent_at",
+        ".last_transaction.commit_time",
+        ".restores_to",
+        ".window.earliest",
+        ".window.latest",
+    }
+    for where, v in times:
+        assert isinstance(v, str) and RFC3339_UTC.match(v), (where, v)
+    # no epoch number hides anywhere else in the document
+    floats = [v for v in json.dumps(doc).split() if re.fullmatch(r"\d{9,}\.\d+,?", v)]
+    assert floats == []
+
+
 def test_mysql_microsecond_index_is_exact() -> None:
     uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
     idx = TransactionIndex("mysql")
@@ -273,3 +333,105 @@ def test_stop_before_a_files_first_transaction_is_the_previous_files_end(
     assert str(p.stop) == f"mysql-bin.000003:{HEADER + 4 * TX}"
     assert [s.name for s in p.steps] == ["mysql-bin.000002", "mysql-bin.000003"]
     assert p.gtid_set == "0-1-12"
+
+
+def rotations_inside_one_second() -> tuple[list[ArchivedBinlog], dict[str, TransactionIndex], int]:
+    """The issue's scenario: three commits, FLUSH, three, FLUSH, three, all in second S.
+
+    mysql-bin.000001 opened before S and holds two earlier commits; .000002 and .000003 open
+    in S; .000004 opens in S too (the FLUSH that closed .000003) and holds no transaction;
+    .000005 comes later.
+    """
+    s = T0 + 100
+    plan_of = {  # name -> (first_ts, commit seconds)
+        "mysql-bin.000001": (T0, [s - 5, s - 2, s, s, s]),
+        "mysql-bin.000002": (s, [s, s, s]),
+        "mysql-bin.000003": (s, [s, s, s]),
+        "mysql-bin.000004": (s, []),
+        "mysql-bin.000005": (s + 5, [s + 6]),
+    }
+    rows, idxs, seq = [], {}, 0
+    for name, (first, commits) in plan_of.items():
+        idx = TransactionIndex("mariadb")
+        prev = f"0-1-{seq}" if seq else ""
+        for j, ts in enumerate(commits):
+            seq += 1
+            idx.append(HEADER + j * TX, HEADER + (j + 1) * TX, ts * 1_000_000, "0-1", seq)
+        idxs[name] = idx
+        rows.append(
+            ArchivedBinlog(
+                name=name,
+                state="committed",
+                server_id=1,
+                first_ts=first,
+                last_ts=max(commits) if commits else first,
+                gtid_previous=prev,
+                gtid_end=f"0-1-{seq}" if seq else "",
+                size=HEADER + len(commits) * TX + 40,
+                file_status="complete",
+            )
+        )
+    return rows, idxs, s
+
+
+def test_same_second_report_counts_every_binlog_a_rotation_splits_it_across() -> None:
+    rows, idxs, s = rotations_inside_one_second()
+    backup = BackupInfo("b0", "mysqldump", "mysql-bin.000001", HEADER, "", consistent_at=T0)
+    target = parse_target(iso_us(s * 1_000_000 + 500_000))  # S.500Z
+
+    excl = plan_restore(target, [backup], rows, lambda r: idxs[r.name])
+    assert (excl.precision.same_second, excl.precision.included) == (9, 0)
+    assert "9 transaction(s) (0-1-3 .. 0-1-11)" in excl.precision.note
+    assert str(excl.stop) == f"mysql-bin.000001:{HEADER + 2 * TX}" and excl.gtid_set == "0-1-2"
+
+    incl = plan_restore(target, [backup], rows, lambda r: idxs[r.name], ambiguous="include")
+    # the report matches what is applied: all nine, through the end of mysql-bin.000003
+    assert (incl.precision.same_second, incl.precision.included) == (9, 9)
+    assert "9 transaction(s) (0-1-3 .. 0-1-11)" in incl.precision.note
+    assert "no transaction is stamped" not in incl.precision.note
+    assert str(incl.stop) == f"mysql-bin.000003:{HEADER + 3 * TX}" and incl.gtid_set == "0-1-11"
+    assert [st.name for st in incl.steps] == [f"mysql-bin.00000{i}" for i in (1, 2, 3)]
+    assert incl.last_transaction is not None and incl.last_transaction.gtid == "0-1-11"
+
+
+def test_same_second_report_opens_each_index_once_and_only_those_holding_the_second() -> None:
+    rows, idxs, s = rotations_inside_one_second()
+    loaded: list[str] = []
+
+    def load(row: ArchivedBinlog) -> TransactionIndex:
+        loaded.append(row.name)
+        return idxs[row.name]
+
+    backup = BackupInfo("b0", "mysqldump", "mysql-bin.000001", HEADER, "", consistent_at=T0)
+    plan_restore(parse_target(iso_us(s * 1_000_000 + 500_000)), [backup], rows, load)
+    assert sorted(loaded) == [f"mysql-bin.00000{i}" for i in (1, 2, 3, 4)]
+
+
+def test_same_second_in_a_binlog_not_verified_yet_is_said_not_counted() -> None:
+    rows, idxs, s = rotations_inside_one_second()
+    rows = [r if r.name != "mysql-bin.000003" else replace(r, state="uploaded") for r in rows]
+    backup = BackupInfo("b0", "mysqldump", "mysql-bin.000001", HEADER, "", consistent_at=T0)
+    p = plan_restore(
+        parse_target(iso_us(s * 1_000_000 + 500_000)), [backup], rows, lambda r: idxs[r.name]
+    )
+    assert (p.precision.same_second, p.precision.included) == (6, 0)
+    assert any("mysql-bin.000003 (state uploaded)" in n and "not counted" in n for n in p.notes)
+
+
+def _shape(doc: object) -> object:
+    if isinstance(doc, dict):
+        return {k: _shape(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_shape(v) for v in doc]
+    return None
+
+
+def test_docs_restore_md_json_example_is_what_plan_prints(archive: Archive) -> None:
+    text = (Path(__file__).parents[3] / "docs" / "restore.md").read_text()
+    block = text.split("## The plan (`restore plan --to TARGET --json`)", 1)[1]
+    documented = json.loads(block.split("```json", 1)[1].split("```", 1)[0])
+    real = json.loads(json.dumps(plan(archive, documented["target"]["text"]).to_dict()))
+    assert _shape(real) == _shape(documented)
+    for where, v in _times(documented):
+        assert v is None or RFC3339_UTC.match(str(v)), (where, v)
+    assert _times(real) == _times(documented)
