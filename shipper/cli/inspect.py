@@ -1,7 +1,9 @@
 """``binlog-shipper inspect FILE``: what is inside one binlog file.
 
 ``--json`` prints one JSON object (the contract other tools read); ``--events``
-adds every event's header. Without ``--json`` a summary for a DBA is printed.
+adds every event's header. Times are RFC 3339 UTC strings; the raw header values
+are kept only under names that say they are epoch numbers (``*_epoch``, ``*_epoch_us``).
+Without ``--json`` a summary for a DBA is printed.
 A file that is not a binlog exits with BinlogFormatError's code; a corrupt or
 truncated one is *reported* (``status``) and exits 0.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shipper.binlog import BinlogInfo, EventHeader, read_events, scan_file
@@ -31,6 +33,9 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _iso(ts: int | None) -> str | None:
     if ts is None:
         return None
@@ -38,7 +43,8 @@ def _iso(ts: int | None) -> str | None:
 
 
 def _iso_us(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # integer arithmetic: a float of epoch microseconds can round the last digit
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _gtid(info: BinlogInfo) -> dict[str, Any]:
@@ -79,7 +85,13 @@ def to_json(
     }
     if transactions:
         out["transaction_index"] = [
-            {"start": t.start, "end": t.end, "gtid": t.gtid, "commit_us": t.commit_us}
+            {
+                "start": t.start,
+                "end": t.end,
+                "gtid": t.gtid,
+                "commit_time": _iso_us(t.commit_us),
+                "commit_epoch_us": t.commit_us,
+            }
             for t in info.index
         ]
     if events is not None:
@@ -88,7 +100,8 @@ def to_json(
                 "pos": e.pos,
                 "end_pos": e.end_pos,
                 "log_pos": e.log_pos,
-                "timestamp": e.timestamp,
+                "time": _iso(e.timestamp or None),  # 0: an artificial event, no time
+                "timestamp_epoch": e.timestamp,
                 "type_code": e.type_code,
                 "type": e.type_name,
                 "server_id": e.server_id,

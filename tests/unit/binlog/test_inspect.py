@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from pathlib import Path
@@ -54,9 +55,12 @@ def test_json_events_mariadb_without_checksums(capsys: pytest.CaptureFixture[str
     events = doc["events"]
     assert isinstance(events, list) and len(events) == doc["event_count"]
     first = events[0]
-    assert set(first) >= {"pos", "end_pos", "timestamp", "type_code", "type", "server_id", "crc_ok"}
+    assert set(first) >= {"pos", "end_pos", "time", "type_code", "type", "server_id", "crc_ok"}
     assert first["pos"] == 4 and first["type_code"] == 15 and first["type"] == "Format_desc"
-    assert isinstance(first["timestamp"], int) and first["server_id"] == 3704
+    assert isinstance(first["timestamp_epoch"], int) and first["server_id"] == 3704
+    assert first["time"] == dt.datetime.fromtimestamp(first["timestamp_epoch"], dt.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     assert all(e["crc_ok"] is None for e in events)
     assert all(a["end_pos"] == b["pos"] for a, b in itertools.pairwise(events))
 
@@ -89,3 +93,16 @@ def test_damaged_file_is_reported_and_garbage_is_an_error(
     assert main(["inspect", str(junk), "--json"]) == 6  # BinlogFormatError.exit_code
     assert "junk.000001" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "missing"), "--json"]) == 4
+
+
+def test_json_times_are_rfc3339_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _json(capsys, str(GTID_TAG), "--transactions")
+    index = doc["transaction_index"]
+    assert isinstance(index, list) and index
+    last = index[-1]
+    assert last["commit_time"] == "2026-02-06T09:04:47.207196Z"
+    assert last["commit_epoch_us"] % 1_000_000 == 207196
+    assert "commit_us" not in last
+    for key in ("first_timestamp", "last_timestamp"):
+        value = doc[key]
+        assert isinstance(value, str) and value.endswith("Z") and "T" in value
