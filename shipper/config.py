@@ -51,13 +51,32 @@ class MySQLConfig:
     binlog_dir: str = ""
     connect_timeout: int = 10
 
-    def password(self) -> str:
+    def password_bytes(self) -> bytes:
+        """The password as the file holds it, byte for byte, less its trailing newline.
+
+        Any byte but the line end is part of it: ``#``, quotes, backslashes, spaces. It is
+        handed to the driver as bytes because PyMySQL encodes a str password as latin-1,
+        while the server hashed the UTF-8 bytes ``CREATE USER ... IDENTIFIED BY`` sent.
+        """
         if not self.password_file:
-            return ""
+            return b""
         try:
-            return Path(self.password_file).read_text().rstrip("\n")
+            return Path(self.password_file).read_bytes().rstrip(b"\r\n")
         except OSError as e:
-            raise ConfigError(f"mysql.password_file {self.password_file!r}: {e.strerror}") from e
+            raise ConfigError(
+                f"mysql.password_file {self.password_file!r}: {e.strerror} (it must be "
+                "readable by the user binlog-shipper runs as)"
+            ) from e
+
+    def password(self) -> str:
+        """:meth:`password_bytes` as text, for tools that take an option file."""
+        raw = self.password_bytes()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"mysql.password_file {self.password_file!r} is not UTF-8 text"
+            ) from e
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,15 @@ class SandboxServer:
             **kw,
         )
 
+    def create_user(self, user: str, password: str, *privileges: str) -> None:
+        """``CREATE USER`` with ``password`` passed as a query parameter, so any character
+        (``#``, quotes, backslashes, spaces) arrives as written, never re-quoted by hand."""
+        grants = ", ".join(privileges) or "USAGE"
+        for what in ("'localhost'", "'127.0.0.1'"):
+            with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+                cur.execute(f"CREATE OR REPLACE USER %s@{what} IDENTIFIED BY %s", (user, password))
+                cur.execute(f"GRANT {grants} ON *.* TO %s@{what}", (user,))
+
     def dsn(self) -> dict[str, Any]:
         return {
             "host": "127.0.0.1",

@@ -47,7 +47,7 @@ class ServerState:
 def connect(cfg: MySQLConfig) -> pymysql.connections.Connection:
     kw: dict[str, Any] = {
         "user": cfg.user,
-        "password": cfg.password(),
+        "password": cfg.password_bytes(),  # bytes: see MySQLConfig.password_bytes
         "connect_timeout": cfg.connect_timeout,
         "autocommit": True,
     }

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,71 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
             p.kill()
     assert p.returncode == 130
     assert err.decode() == "binlog-shipper: interrupted\n"
+
+
+#: every character a hand-written option file or shell line would mangle, and a non-ASCII one
+AWKWARD_PASSWORD = "p#a\"s's\\ wörd ;$x`"
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("via", ["socket", "tcp"])
+def test_password_with_hash_quotes_backslash_and_spaces_ships(
+    mariadb_factory: Any, tmp_path: Path, via: str
+) -> None:
+    server = mariadb_factory(server_id=31)
+    server.create_user("shipper", AWKWARD_PASSWORD, "BINLOG MONITOR")
+    server.write_rows("app.t", rows=50)
+    server.flush_binary_logs()
+    pw = tmp_path / "mysql.password"
+    pw.write_text(AWKWARD_PASSWORD + "\n")  # as `echo ... > file` leaves it
+    pw.chmod(0o600)
+    where = (
+        ["--mysql-socket", str(server.socket_path)]
+        if via == "socket"
+        else ["--mysql-host", "127.0.0.1", "--mysql-port", str(server.port)]
+    )
+    state = tmp_path / "state"
+    init = [*where, "--mysql-user", "shipper", "--mysql-password-file", str(pw)]
+    subprocess.run(shipper_cmd("init", "--state-dir", str(state), *init), check=True, env=env())
+    res = subprocess.run(
+        shipper_cmd("run", "--once", "--state-dir", str(state)),
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "shipped  mysql-bin.000001" in res.stdout
+    assert "0 failed" in res.stdout
+
+
+@pytest.mark.mariadb
+def test_wrong_password_is_one_database_error_line(mariadb_factory: Any, tmp_path: Path) -> None:
+    server = mariadb_factory(server_id=32)
+    server.create_user("shipper", AWKWARD_PASSWORD, "BINLOG MONITOR")
+    pw = tmp_path / "mysql.password"
+    pw.write_text("not it\n")
+    state = tmp_path / "state"
+    subprocess.run(
+        shipper_cmd(
+            "init",
+            "--state-dir",
+            str(state),
+            "--mysql-socket",
+            str(server.socket_path),
+            "--mysql-user",
+            "shipper",
+            "--mysql-password-file",
+            str(pw),
+        ),
+        check=True,
+        env=env(),
+    )
+    res = subprocess.run(
+        shipper_cmd("run", "--once", "--state-dir", str(state)),
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert res.returncode == 10
+    assert res.stderr.startswith("binlog-shipper: error: cannot connect to MySQL/MariaDB at socket")
+    assert "Access denied" in res.stderr and "Traceback" not in res.stderr
