@@ -71,7 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not built yet
             raise
         mod.add_parser(sub)
+    for child in sub.choices.values():
+        _accept_debug_anywhere(child)
     return parser
+
+
+def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``binlog-shipper status --debug`` works as well as ``binlog-shipper --debug status``:
+    the error line says "run with --debug", and users add it at the end."""
+    if "--debug" not in parser._option_string_actions:
+        parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _accept_debug_anywhere(child)
 
 
 def _env_debug() -> bool:

@@ -110,14 +110,15 @@ def test_an_unexpected_exception_is_one_line_exit_70(tmp_path: Path) -> None:
     assert "run with --debug for the traceback; please report it" in lines[0]
 
 
-@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("how", ["flag", "flag-after", "env"])
 def test_debug_prints_the_traceback(tmp_path: Path, how: str) -> None:
     odd = tmp_path / "bínlog.000001"
     shutil.copyfile(FIXTURE, odd)
     args = ["--debug"] if how == "flag" else []
+    after = ["--debug"] if how == "flag-after" else []
     extra = {"BINLOG_SHIPPER_DEBUG": "1"} if how == "env" else {}
     res = subprocess.run(
-        shipper_cmd(*args, "inspect", str(odd)),
+        shipper_cmd(*args, "inspect", str(odd), *after),
         capture_output=True,
         env=env(PYTHONIOENCODING="ascii:strict", **extra),
     )
