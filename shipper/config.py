@@ -149,6 +149,8 @@ class _Section:
         if value is None or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise ConfigError(f"{self.prefix}{key} must be {names}, got {self.data[key]!r}")
+        if isinstance(value, str) and "\x00" in value:  # no path or name can hold one
+            raise ConfigError(f"{self.prefix}{key} must not contain a NUL character")
         return value
 
     def number(
@@ -219,7 +221,7 @@ def _check_options(where: str, what: str, options: dict[str, Any], known: dict[s
         if name not in options:
             continue
         v = options[name]
-        if kind == "string" and not (isinstance(v, str) and v):
+        if kind == "string" and not (isinstance(v, str) and v and "\x00" not in v):
             raise ConfigError(f"{where}.{name} must be a non-empty string, got {v!r}")
         if kind == _POSITIVE_INT and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise ConfigError(f"{where}.{name} must be a positive integer, got {v!r}")
@@ -308,7 +310,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         if not isinstance(t, dict):
             raise ConfigError(f"targets[{i}] must be a table")
         url = t.get("url")
-        if not isinstance(url, str) or "://" not in url:
+        if not isinstance(url, str) or "://" not in url or "\x00" in url:
             raise ConfigError(
                 f"targets[{i}].url must be a URL like file:///path, s3://bucket/prefix"
                 f" or gs://bucket/prefix, got {url!r}"

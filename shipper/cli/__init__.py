@@ -95,8 +95,13 @@ def _env_debug() -> bool:
 
 def _say(msg: str) -> None:
     """One line on stderr; a closed stderr must not turn into a second error."""
+    line = f"{_PROG}: {msg}"
     with contextlib.suppress(OSError, ValueError):
-        print(f"{_PROG}: {msg}", file=sys.stderr, flush=True)
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except UnicodeEncodeError:  # an ASCII-only terminal still gets the line, escaped
+            enc = sys.stderr.encoding or "ascii"
+            print(line.encode(enc, "backslashreplace").decode(enc), file=sys.stderr, flush=True)
 
 
 def _silence_stdout() -> None:

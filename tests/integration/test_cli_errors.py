@@ -326,3 +326,15 @@ def test_documented_grants_are_enough(
         sql = dest.read_text(errors="replace")
         for obj in ("TRIGGER app.tr BEFORE INSERT", "VIEW `vw`", "EVENT `ev`"):
             assert obj in sql, obj
+
+
+def test_an_error_line_reaches_an_ascii_only_terminal(tmp_path: Path) -> None:
+    missing = tmp_path / "wörk" / "config.toml"
+    res = subprocess.run(
+        shipper_cmd("status", "--config", str(missing)),
+        capture_output=True,
+        env=env(PYTHONIOENCODING="ascii:strict"),
+    )
+    err = res.stderr.decode("ascii")
+    assert res.returncode == 2
+    assert err.startswith("binlog-shipper: error: config file ") and "w\\xf6rk" in err

@@ -165,6 +165,10 @@ def _top(line: str) -> str:
             ),
             "keys[0].key_id",
         ),
+        # a NUL can be written in TOML (\u0000) but in no path or name
+        (GOOD.replace('state_dir = "/var/lib/bs"', 'state_dir = "/var/\\u0000lib"'), "state_dir"),
+        (GOOD.replace('host = "db1"', 'host = "db\\u00001"'), "mysql.host"),
+        (GOOD.replace('path = "/var/lib/bs/keyring"', 'path = "/k\\u0000"'), "keys[0].path"),
         # the tenant is a path segment of every key
         (GOOD.replace('tenant = "acme"', 'tenant = ".."'), "tenant"),
         (GOOD.replace('tenant = "acme"', 'tenant = "."'), "tenant"),
