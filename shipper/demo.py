@@ -14,8 +14,22 @@ import shutil
 import sys
 from pathlib import Path
 
+from shipper.cli import guarded
 from shipper.cli import main as cli
+from shipper.errors import ConfigError
 from shipper.sandbox import SandboxServer
+
+_MARKER = ".binlog-shipper-demo"
+
+
+def _made_by_demo(base: Path) -> bool:
+    """The marker, or (a demo dir from before the marker) only what a demo writes."""
+    if (base / _MARKER).exists():
+        return True
+    names = {p.name for p in base.iterdir()}
+    return bool(names) and all(
+        n in ("mariadb", "shipper") or n.startswith("fetched-") for n in names
+    )
 
 
 def _say(msg: str) -> None:
@@ -32,9 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=20000)
     args = ap.parse_args(argv)
     base: Path = args.dir.resolve()
-    if base.exists():
+    if base.exists() and any(base.iterdir()):
+        # Only a directory an earlier demo made is wiped: --dir may name something precious.
+        if not _made_by_demo(base):
+            raise ConfigError(
+                f"--dir {base} exists and was not made by the demo: name a new directory "
+                "(the demo replaces its directory on every run)"
+            )
         shutil.rmtree(base)
-    base.mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / _MARKER).write_text("made by `python -m shipper.demo`; it deletes this dir on rerun\n")
     state = base / "shipper"
 
     _say(f"starting a throwaway MariaDB in {base / 'mariadb'} (binlogs on, 1 MiB max size)")
@@ -99,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shipper import __version__
 from shipper.errors import ShipperError
@@ -129,8 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    return guarded(lambda: int(args.func(args)), debug=args.debug)
+
+
+def guarded(body: Callable[[], int], *, debug: bool | None = None) -> int:
+    """Run ``body`` and turn whatever escapes it into one line and an exit code (above)."""
+    debug = _env_debug() if debug is None else debug
     try:
-        rc = int(args.func(args))
+        rc = body()
         sys.stdout.flush()  # inside the try: a reader that left shows up here
         return rc
     except BrokenPipeError:
@@ -145,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         # Should have been wrapped where it was raised; still name the file, not a traceback.
         _say(f"error: {_os_error_text(e)}")
-        if args.debug:
+        if debug:
             traceback.print_exc()
         return EXIT_OS_ERROR
     except Exception as e:
@@ -153,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(e).__name__}: {e} "
             "(run with --debug for the traceback; please report it)"
         )
-        if args.debug:
+        if debug:
             traceback.print_exc()
         return EXIT_INTERNAL
 

@@ -338,3 +338,31 @@ def test_an_error_line_reaches_an_ascii_only_terminal(tmp_path: Path) -> None:
     err = res.stderr.decode("ascii")
     assert res.returncode == 2
     assert err.startswith("binlog-shipper: error: config file ") and "w\\xf6rk" in err
+
+
+def test_demo_failure_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = subprocess.run(
+        [sys.executable, "-m", "shipper.demo", "--dir", str(blocker / "demo")],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert res.returncode == 74
+    assert res.stderr == f"binlog-shipper: error: {blocker / 'demo'}: Not a directory\n"
+
+
+def test_demo_never_deletes_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    res = subprocess.run(
+        [sys.executable, "-m", "shipper.demo", "--dir", str(precious)],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert res.returncode == 2
+    assert f"--dir {precious} exists and was not made by the demo" in res.stderr
+    assert (precious / "notes.txt").read_text() == "keep me"
