@@ -180,6 +180,7 @@ class _Section:
 #: ``[[targets]]`` options each scheme accepts, with the type each must have. They are
 #: what the backends' ``from_url`` takes (shipper/storage/s3.py, gcs.py); file:// takes none.
 _POSITIVE_INT = "positive integer"
+_SECONDS = "finite number of seconds >= 0"
 TARGET_OPTIONS: dict[str, dict[str, str]] = {
     "file": {},
     "memory": {},
@@ -193,7 +194,12 @@ TARGET_OPTIONS: dict[str, dict[str, str]] = {
         "object_lock_mode": "string",
         "object_lock_days": _POSITIVE_INT,
     },
-    "gs": {"project": "string", "chunk_size": _POSITIVE_INT, "resumable_threshold": _POSITIVE_INT},
+    "gs": {
+        "project": "string",
+        "chunk_size": _POSITIVE_INT,
+        "resumable_threshold": _POSITIVE_INT,
+        "sdk_retry_seconds": _SECONDS,
+    },
 }
 
 #: ``[[keys]]`` entries: what each provider reads (shipper/keys/*.py ``from_config``);
@@ -225,6 +231,10 @@ def _check_options(where: str, what: str, options: dict[str, Any], known: dict[s
             raise ConfigError(f"{where}.{name} must be a non-empty string, got {v!r}")
         if kind == _POSITIVE_INT and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise ConfigError(f"{where}.{name} must be a positive integer, got {v!r}")
+        if kind == _SECONDS and (
+            isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+        ):
+            raise ConfigError(f"{where}.{name} must be a {kind}, got {v!r}")
 
 
 def load(path: str | os.PathLike[str]) -> Config:

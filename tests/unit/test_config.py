@@ -131,6 +131,14 @@ def _top(line: str) -> str:
             "targets[1].project",
         ),
         (
+            GOOD.replace('url = "gs://bucket2/p"', 'url = "gs://b/p"\nsdk_retry_seconds = nan'),
+            "targets[1].sdk_retry_seconds must be a finite number of seconds >= 0",
+        ),
+        (
+            GOOD.replace('url = "gs://bucket2/p"', 'url = "gs://b/p"\nsdk_retry_seconds = -1'),
+            "targets[1].sdk_retry_seconds",
+        ),
+        (
             GOOD.replace(
                 'url = "s3://bucket/prefix"\nregion = "eu-west-1"',
                 'url = "file:///a"\nregion = "x"',
@@ -205,7 +213,8 @@ def test_every_documented_option_loads() -> None:
         'sse_kms_key_id = "alias/x"\nobject_lock_mode = "GOVERNANCE"\nobject_lock_days = 30',
     ).replace(
         'url = "gs://bucket2/p"',
-        'url = "gs://bucket2/p"\nproject = "p"\nchunk_size = 262144\nresumable_threshold = 1024',
+        'url = "gs://bucket2/p"\nproject = "p"\nchunk_size = 262144\nresumable_threshold = 1024\n'
+        "sdk_retry_seconds = 0",
     )
     text += (
         '[[keys]]\nprovider = "aws-kms"\nkey_id = "alias/k"\nregion = "eu-west-1"\n'
@@ -256,3 +265,24 @@ def test_load_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load(path)
     assert str(e.value).startswith(f"config file {path}: poll_interval")
+
+
+@pytest.mark.parametrize(("scheme", "module"), [("s3", "s3"), ("gs", "gcs")])
+def test_target_options_are_what_the_backend_accepts(scheme: str, module: str) -> None:
+    # config.TARGET_OPTIONS mirrors each backend's from_url: a drift would let a typo
+    # through to the backend, or refuse an option the backend takes
+    import ast
+
+    from shipper.config import TARGET_OPTIONS
+
+    source = Path(__file__).parents[2] / "shipper" / "storage" / f"{module}.py"
+    tree = ast.parse(source.read_text())
+    from_url = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "from_url"
+    )
+    known = next(
+        ast.literal_eval(n.value)
+        for n in ast.walk(from_url)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "known"
+    )
+    assert set(TARGET_OPTIONS[scheme]) == known - {"client"}  # client: for tests, not TOML
