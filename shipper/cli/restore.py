@@ -11,13 +11,15 @@ from typing import Any
 from shipper import objects
 from shipper.archive import read_object
 from shipper.binlog.index import TransactionIndex
+from shipper.catalog.archive import ArchiveCatalog, default_cache_dir
+from shipper.catalog.base import Catalog
+from shipper.catalog.manifest import ManifestCatalog
 from shipper.cli.common import add_config_args, load_config, print_json
 from shipper.config import Config
-from shipper.errors import ConfigError, StateError
+from shipper.errors import ConfigError, ObjectNotFound, RestoreError, StateError
 from shipper.keys import make_provider
-from shipper.manifest import Manifest
 from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
-from shipper.restore.model import ArchivedBinlog, BackupInfo, iso_us, parse_target
+from shipper.restore.model import ArchivedBinlog, iso_us, parse_target
 from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore
 from shipper.restore.tools import Conn
 from shipper.storage import StorageBackend, open_backend
@@ -59,7 +61,14 @@ def add_parser(sub: Any) -> None:
             "--from",
             dest="source",
             metavar="URL",
-            help="archive target to read (default: the first configured)",
+            help="plan from this configured target alone (an archive scan; no manifest "
+            "needed) and read from it (default: the manifest, else the first target)",
+        )
+        q.add_argument(
+            "--server-id",
+            type=int,
+            metavar="N",
+            help="the server to restore, when the archive holds several",
         )
 
     plan = rs.add_parser("plan", help="print the restore plan")
@@ -122,28 +131,63 @@ def open_source(cfg: Config, source: str | None) -> StorageBackend:
     return open_backend(url, target.options if target else {})
 
 
-def make_plan(
-    args: argparse.Namespace, cfg: Config, backend: StorageBackend, providers: list[Any]
-) -> Plan:
-    path = cfg.state_dir / "manifest.sqlite"
-    if not path.exists():
-        raise StateError(
-            f"no state manifest at {path}: restore reads the shipper's manifest "
-            "(run on the shipping host, or copy its state dir)"
+def open_catalog(
+    cfg: Config, source: str | None, backend: StorageBackend, providers: list[Any]
+) -> Catalog:
+    """``--from``: scan that target. Otherwise the host manifest, or (a fresh machine,
+    no manifest) a scan of the target ``backend`` reads."""
+    manifest = cfg.state_dir / "manifest.sqlite"
+    if source is None and manifest.exists():
+        # the first target's own keys: a lineage conflict may differ per target
+        return ManifestCatalog(manifest, target=cfg.targets[0].url)
+    if source is None:
+        print(
+            f"no state manifest at {manifest}: planning from the archive at {backend.url}",
+            file=sys.stderr,
         )
-    with Manifest(path) as m:
-        # the source target's own keys: a lineage conflict may differ per target
-        target = getattr(args, "source", None) or cfg.targets[0].url
-        rows = [ArchivedBinlog.from_row(r) for r in m.all(target=target)]
-        backups = [BackupInfo.from_row(b) for b in m.backups()]
+    return ArchiveCatalog(backend, providers, cache_dir=default_cache_dir(cfg.state_dir))
+
+
+def pick_server(catalog: Catalog, tenant: str, server_id: int | None) -> int | None:
+    """``--server-id``, or the only server the archive holds; None when it holds none."""
+    servers = catalog.servers(tenant)
+    if server_id is not None:
+        if servers and server_id not in servers:
+            raise RestoreError(
+                f"--server-id {server_id}: tenant {tenant} has nothing archived for it "
+                f"(servers: {', '.join(map(str, servers))})"
+            )
+        return server_id
+    if len(servers) > 1:
+        raise RestoreError(
+            f"tenant {tenant} has archives of servers {', '.join(map(str, servers))}: "
+            "choose one with --server-id"
+        )
+    return servers[0] if servers else None
+
+
+def make_plan(
+    args: argparse.Namespace,
+    cfg: Config,
+    backend: StorageBackend,
+    providers: list[Any],
+    catalog: Catalog | None = None,
+) -> Plan:
+    """Plan from ``catalog`` (default: :func:`open_catalog`), then check that every object
+    the plan names is in ``backend`` before anything else is done."""
+    if catalog is None:
+        catalog = open_catalog(cfg, getattr(args, "source", None), backend, providers)
+    sid = pick_server(catalog, cfg.tenant, getattr(args, "server_id", None))
+    rows = catalog.binlogs(cfg.tenant, sid) if sid is not None else []
+    backups = catalog.backups(cfg.tenant, sid) if sid is not None else []
 
     def load_index(row: ArchivedBinlog) -> TransactionIndex:
-        if not row.object_key:
-            raise StateError(f"binlog {row.name} has no object key in the manifest")
-        data = read_object(backend, objects.index_key(row.object_key), providers)
-        return TransactionIndex.from_bytes(data)
+        key = row.index_key or (objects.index_key(row.object_key) if row.object_key else None)
+        if key is None:
+            raise StateError(f"binlog {row.name} has no object key in the catalog")
+        return TransactionIndex.from_bytes(read_object(backend, key, providers))
 
-    return plan_restore(
+    plan = plan_restore(
         parse_target(args.to),
         backups,
         rows,
@@ -151,6 +195,30 @@ def make_plan(
         ambiguous=args.ambiguous,
         backup_id=args.backup_id,
     )
+    check_objects(plan, backend, catalog)
+    return plan
+
+
+def check_objects(plan: Plan, backend: StorageBackend, catalog: Catalog) -> None:
+    """Every object the plan names exists: one stat each, unless the catalog just saw it."""
+    keys: list[tuple[str, str]] = []
+    if plan.backup.object_key:
+        keys.append((plan.backup.object_key, f"backup {plan.backup.id}"))
+    for s in plan.steps:
+        if not s.object_key:
+            raise RestoreError(f"binlog {s.name} has no object key in the catalog")
+        keys.append((s.object_key, f"binlog {s.name}"))
+        keys.append((objects.index_key(s.object_key), f"the transaction index of {s.name}"))
+    for key, what in keys:
+        if catalog.confirms(key):
+            continue
+        try:
+            backend.stat(key)
+        except ObjectNotFound as e:
+            raise RestoreError(
+                f"{what} is in the plan but not in the archive: {backend.url}/{key} does not "
+                "exist; plan --from another target, or restore to a point before it"
+            ) from e
 
 
 def describe(plan: Plan) -> str:

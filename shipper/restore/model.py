@@ -154,7 +154,25 @@ class BackupInfo:
             "finished_at": self.finished_at,
             "object_key": self.object_key,
             "server_id": self.server_id,
+            "verification": self.verification,
         }
+
+    @classmethod
+    def from_record(cls, rec: Any) -> BackupInfo:
+        """From a :class:`shipper.records.BackupRecord` (duck-typed: the planner stays pure)."""
+        return cls(
+            id=rec.id,
+            tool=rec.tool,
+            binlog_file=rec.binlog_file,
+            binlog_pos=rec.binlog_pos,
+            gtid_set=rec.gtid_set,
+            consistent_at=rec.consistent_at,
+            started_at=rec.started_at,
+            finished_at=rec.finished_at,
+            object_key=rec.object_key,
+            server_id=rec.server_id,
+            verification=rec.verification.state,
+        )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> BackupInfo:
@@ -182,7 +200,14 @@ class BackupInfo:
 
 @dataclass(frozen=True)
 class ArchivedBinlog:
-    """One binlog as the archive knows it (a manifest row or a catalog item)."""
+    """One binlog as the archive knows it (a manifest row or a catalog item).
+
+    ``state`` uses the manifest's words whatever the source: an archive scan says
+    ``committed`` for an object with its transaction index beside it (the shipper
+    writes the index only after the object verified), ``uploaded`` for one without,
+    ``flagged`` for a quarantined one. ``index_key`` is where its transaction index
+    is (None when there is none).
+    """
 
     name: str
     state: str
@@ -196,6 +221,7 @@ class ArchivedBinlog:
     sha256: str | None = None
     file_status: str | None = None
     server_uuid: str | None = None
+    index_key: str | None = None
 
     @property
     def sequence(self) -> int:
