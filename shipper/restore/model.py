@@ -120,6 +120,12 @@ def parse_target(text: str) -> Target:
     return Target("gtid", t, gtid=gtid)
 
 
+def _us(t: float | None) -> float | None:
+    """Epoch seconds to whole microseconds: what a backup record keeps (RFC 3339 with
+    microseconds), so the manifest and the archive give the same plan to the digit."""
+    return None if t is None else round(t, 6)
+
+
 @dataclass(frozen=True)
 class BackupInfo:
     """A base backup and the binlog coordinates its data is consistent with."""
@@ -135,7 +141,8 @@ class BackupInfo:
     finished_at: float | None = None
     object_key: str | None = None
     server_id: int | None = None
-    #: the record's verification state: unverified, verified, failed or deleted
+    #: the record's verification state: unverified, verified, failed or deleted. Not in
+    #: the plan's JSON: every catalog must give the same plan for the same archive.
     verification: str = "unverified"
 
     @property
@@ -154,7 +161,6 @@ class BackupInfo:
             "finished_at": self.finished_at,
             "object_key": self.object_key,
             "server_id": self.server_id,
-            "verification": self.verification,
         }
 
     @classmethod
@@ -166,9 +172,9 @@ class BackupInfo:
             binlog_file=rec.binlog_file,
             binlog_pos=rec.binlog_pos,
             gtid_set=rec.gtid_set,
-            consistent_at=rec.consistent_at,
-            started_at=rec.started_at,
-            finished_at=rec.finished_at,
+            consistent_at=_us(rec.consistent_at),
+            started_at=_us(rec.started_at),
+            finished_at=_us(rec.finished_at),
             object_key=rec.object_key,
             server_id=rec.server_id,
             verification=rec.verification.state,
@@ -189,9 +195,9 @@ class BackupInfo:
             binlog_file=row["binlog_file"] or "",
             binlog_pos=int(row["binlog_pos"] or 0),
             gtid_set=row.get("gtid_set") or "",
-            consistent_at=consistent,
-            started_at=row.get("started_at"),
-            finished_at=row.get("finished_at"),
+            consistent_at=_us(consistent),
+            started_at=_us(row.get("started_at")),
+            finished_at=_us(row.get("finished_at")),
             object_key=row.get("object_key"),
             server_id=extra.get("server_id"),
             verification=extra.get("verification") or "unverified",
