@@ -35,6 +35,7 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ class ArchiveCatalog:
         providers: Sequence[KeyProvider],
         *,
         cache_dir: Path | None = None,
+        workers: int = 8,
     ) -> None:
         self.store = store
+        self.workers = workers
         self.providers = providers
         self.requests: Counter[str] = Counter()
         self._listings: dict[str, list[ObjectInfo]] = {}
@@ -111,13 +114,13 @@ class ArchiveCatalog:
         prefix = f"{tenant}/mysql/{server_id}/"
         listed = self._objects(tenant, server_id)
         keys = {i.key for i in listed}
+        found = [(info, kind) for info in listed if (kind := _classify(info.key[len(prefix) :]))]
+        self._read_headers([(info, name) for info, (name, _rank) in found])
         items: list[tuple[int, ArchivedBinlog]] = []
-        for info in listed:
-            kind = _classify(info.key[len(prefix) :])
-            if kind is None:
-                continue
-            name, rank = kind
-            item = self._binlog(info, name)
+        for info, (_name, rank) in found:
+            doc = self._cached("binlogs", info)
+            assert doc is not None  # _read_headers put every one in the cache
+            item = ArchivedBinlog(state="committed", **doc)
             ikey = objects.index_key(info.key)
             if rank == 0:
                 item = replace(item, state="flagged")
@@ -187,25 +190,32 @@ class ArchiveCatalog:
         self._cache[section][info.key] = {"size": info.size, "version": info.version, "doc": doc}
         self._dirty = True
 
-    def _binlog(self, info: ObjectInfo, name: str) -> ArchivedBinlog:
-        doc = self._cached("binlogs", info)
-        if doc is None:
-            doc = _binlog_doc(self._header(info), info.key, name)
+    def _read_headers(self, todo: list[tuple[ObjectInfo, str]]) -> None:
+        """Read the header of every object not in the cache, ``workers`` at a time (each is
+        one round trip: on a cloud store, latency, not bandwidth, is what a cold plan pays)."""
+        todo = [(info, name) for info, name in todo if self._cached("binlogs", info) is None]
+        if not todo:
+            return
+        with ThreadPoolExecutor(self.workers) as pool:
+            done = list(pool.map(lambda t: self._header_doc(*t), todo))
+        for (info, _name), (doc, reads) in zip(todo, done, strict=True):
+            self.requests["header"] += reads
             self._remember("binlogs", info, doc)
-        return ArchivedBinlog(state="committed", **doc)
 
-    def _header(self, info: ObjectInfo) -> envelope.EnvelopeHeader:
-        """The envelope header: one ranged read (two when the header is long)."""
-        self.requests["header"] += 1
+    def _header_doc(self, info: ObjectInfo, name: str) -> tuple[dict[str, Any], int]:
+        """The planner's fields from the envelope header: one ranged read (two when the
+        header is long); returns them and the number of reads."""
         data = _read(self.store, info.key, min(info.size, _PROBE))
+        reads = 1
         need = _FIXED + int.from_bytes(data[_FIXED - 4 : _FIXED], "big")
         if len(data) >= _FIXED and need > len(data) and need <= info.size:
-            self.requests["header"] += 1
             data = _read(self.store, info.key, need)
+            reads += 1
         try:
-            return envelope.read_header(io.BytesIO(data))
+            header = envelope.read_header(io.BytesIO(data))
         except IntegrityError as e:
             raise IntegrityError(f"{self.store.url}/{info.key}: {e}") from e
+        return _binlog_doc(header, info.key, name), reads
 
     def _record(self, info: ObjectInfo) -> BackupRecord:
         doc = self._cached("records", info)
