@@ -201,3 +201,14 @@ def test_deleted_backups_are_not_offered_but_listed(kr: LocalKeyring) -> None:
         "b1": "verified",
         "b2": "deleted",
     }
+
+
+def test_time_range_drops_only_binlogs_wholly_outside_it(kr: LocalKeyring) -> None:
+    a = build()
+    store = _store("range")
+    _write(store, kr, a)
+    cat = ArchiveCatalog(store, [kr])
+    t2, t4 = a.binlogs[1], a.binlogs[3]
+    assert t2.last_ts is not None and t4.first_ts is not None
+    got = cat.binlogs(TENANT, 1, since=t2.last_ts, until=t4.first_ts)
+    assert [b.name for b in got] == ["mysql-bin.000002", "mysql-bin.000003", "mysql-bin.000004"]

@@ -4,47 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from shipper import config as config_mod
 from shipper import objects
 from shipper.cli import main as cli
-from shipper.config import MySQLConfig
 from shipper.keys import make_provider
-from shipper.keys.local import LocalKeyring
 from shipper.storage import open_backend
 from tests.helpers import load
-from tests.synthetic_archive import put_backup, put_binlog
+from tests.synthetic_archive import put_binlog
+from tests.unit.catalog.conftest import TENANT, Fresh
 from tests.unit.restore.conftest import build
-
-TENANT = "t"
-
-
-def _fresh_machine(tmp_path: Path) -> tuple[Path, str]:
-    """An archive at file://…/archive written by 'another host', and a state dir that holds
-    only a config naming it and the keyring."""
-    state = tmp_path / "dr-state"
-    state.mkdir()
-    kr = LocalKeyring.create(state / "keyring")
-    url = f"file://{tmp_path / 'archive'}"
-    (state / "config.toml").write_text(
-        config_mod.render_default(
-            state,
-            tenant=TENANT,
-            mysql=MySQLConfig(socket=str(tmp_path / "no-server.sock")),
-            archive_url=url,
-            keyring=state / "keyring",
-        )
-    )
-    store = open_backend(url)
-    a = build()
-    for row in a.binlogs:
-        put_binlog(store, [kr], row, a.indexes[row.name], tenant=TENANT)
-    for b in a.backups:
-        put_backup(store, [kr], b, tenant=TENANT, server_id=1)
-    return state, url
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -54,8 +24,8 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return rc, out, err
 
 
-def test_plan_from_the_archive_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    state, url = _fresh_machine(tmp_path)
+def test_plan_from_the_archive_alone(fresh: Fresh, capsys: pytest.CaptureFixture[str]) -> None:
+    state, url = fresh.state, fresh.url
     base = ["restore", "plan", "--to", "latest", "--state-dir", str(state), "--json"]
     rc, out, err = _run([*base, "--from", url], capsys)
     assert rc == 0, err
@@ -69,9 +39,9 @@ def test_plan_from_the_archive_alone(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_backup_object_gone_is_refused_before_anything_is_done(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh: Fresh, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state, url = _fresh_machine(tmp_path)
+    state, url = fresh.state, fresh.url
     key = objects.backup_key(TENANT, 1, "b2", "mysqldump")
     open_backend(url).delete(key)
     rc, _, err = _run(
@@ -81,8 +51,8 @@ def test_backup_object_gone_is_refused_before_anything_is_done(
     assert "Traceback" not in err
 
 
-def test_several_servers_need_server_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    state, url = _fresh_machine(tmp_path)
+def test_several_servers_need_server_id(fresh: Fresh, capsys: pytest.CaptureFixture[str]) -> None:
+    state, url = fresh.state, fresh.url
     store = open_backend(url)
     a = build()
     row = replace(a.binlogs[0], server_id=2)
@@ -97,8 +67,8 @@ def test_several_servers_need_server_id(tmp_path: Path, capsys: pytest.CaptureFi
     assert rc == 12 and "--server-id 7" in err
 
 
-def test_backup_list_from_the_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    state, url = _fresh_machine(tmp_path)
+def test_backup_list_from_the_archive(fresh: Fresh, capsys: pytest.CaptureFixture[str]) -> None:
+    state, url = fresh.state, fresh.url
     rc, out, err = _run(
         ["backup", "list", "--state-dir", str(state), "--from", url, "--json"], capsys
     )
