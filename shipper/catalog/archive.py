@@ -181,10 +181,17 @@ class ArchiveCatalog:
         return self._list(prefix)
 
     def _cached(self, section: str, info: ObjectInfo) -> dict[str, Any] | None:
+        """The cached document for ``info``, if it is for this size and version (else None:
+        read the object again; an entry this release cannot use is treated the same)."""
         entry = self._cache[section].get(info.key)
-        if entry and entry.get("size") == info.size and entry.get("version") == info.version:
-            return entry["doc"]  # type: ignore[no-any-return]
-        return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("doc"), dict):
+            return None
+        if entry.get("size") != info.size or entry.get("version") != info.version:
+            return None
+        doc: dict[str, Any] = entry["doc"]
+        if section == "binlogs" and set(doc) != set(_HEADER_FIELDS):
+            return None
+        return doc
 
     def _remember(self, section: str, info: ObjectInfo, doc: dict[str, Any]) -> None:
         self._cache[section][info.key] = {"size": info.size, "version": info.version, "doc": doc}
@@ -220,7 +227,8 @@ class ArchiveCatalog:
     def _record(self, info: ObjectInfo) -> BackupRecord:
         doc = self._cached("records", info)
         if doc is not None:
-            return BackupRecord.from_json(doc)
+            with contextlib.suppress(IntegrityError):  # an entry this release cannot read
+                return BackupRecord.from_json(doc)
         self.requests["record"] += 1
         rec = read_record(self.store, info.key, self.providers)
         self._remember("records", info, rec.to_json())
@@ -237,12 +245,13 @@ class ArchiveCatalog:
         except (OSError, ValueError) as e:
             log.warning("catalog cache %s is unreadable (%s): rebuilding it", self._cache_path, e)
             return empty
-        if doc.get("version") != CACHE_VERSION or doc.get("url") != self.store.url:
+        if (
+            not isinstance(doc, dict)
+            or doc.get("version") != CACHE_VERSION
+            or doc.get("url") != self.store.url
+        ):
             return empty
-        return {
-            "binlogs": dict(doc.get("binlogs") or {}),
-            "records": dict(doc.get("records") or {}),
-        }
+        return {k: _dict(doc.get(k)) for k in empty}
 
     def _save_cache(self, prefix: str, listed: set[str]) -> None:
         """Write the cache (temp + rename, 0600), dropping entries under ``prefix`` that the
@@ -253,18 +262,30 @@ class ArchiveCatalog:
                 self._dirty = True
         if self._cache_path is None or not self._dirty:
             return
-        self._cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        doc = {"version": CACHE_VERSION, "url": self.store.url, **self._cache}
-        fd, tmp = tempfile.mkstemp(prefix=".catalog.", dir=self._cache_path.parent)
         try:
-            with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600
+            self._write_cache(self._cache_path)
+        except OSError as e:  # the plan does not need the cache: say so and go on
+            log.warning("catalog cache %s not written: %s", self._cache_path, e)
+            return
+        self._dirty = False
+
+    def _write_cache(self, path: Path) -> None:
+        """Temp file + rename, so a crash never leaves half a cache; mkstemp makes it 0600."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        doc = {"version": CACHE_VERSION, "url": self.store.url, **self._cache}
+        fd, tmp = tempfile.mkstemp(prefix=".catalog.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
                 json.dump(doc, f, sort_keys=True)
-            os.replace(tmp, self._cache_path)
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        self._dirty = False
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
 
 
 def _classify(rest: str) -> tuple[str, int] | None:

@@ -212,3 +212,33 @@ def test_time_range_drops_only_binlogs_wholly_outside_it(kr: LocalKeyring) -> No
     assert t2.last_ts is not None and t4.first_ts is not None
     got = cat.binlogs(TENANT, 1, since=t2.last_ts, until=t4.first_ts)
     assert [b.name for b in got] == ["mysql-bin.000002", "mysql-bin.000003", "mysql-bin.000004"]
+
+
+def test_a_damaged_cache_is_read_around_and_rewritten(kr: LocalKeyring, tmp_path: Path) -> None:
+    a = build()
+    store = _store("damaged")
+    _write(store, kr, a)
+    want = ArchiveCatalog(store, [kr], cache_dir=tmp_path).binlogs(TENANT, 1)
+    (cache,) = tmp_path.iterdir()
+    doc = json.loads(cache.read_text())
+    first = next(iter(doc["binlogs"]))
+    doc["binlogs"][first]["doc"] = {"name": "mysql-bin.000042"}  # not a whole entry
+    doc["records"] = ["not", "a", "table"]
+    cache.write_text(json.dumps(doc))
+    cat = ArchiveCatalog(store, [kr], cache_dir=tmp_path)
+    assert cat.binlogs(TENANT, 1) == want and len(cat.backups(TENANT, 1)) == 2
+    assert cat.requests == {"list": 1, "header": 1, "record": 2}
+    cache.write_text("{ truncated")
+    assert ArchiveCatalog(store, [kr], cache_dir=tmp_path).binlogs(TENANT, 1) == want
+    again = ArchiveCatalog(store, [kr], cache_dir=tmp_path)  # the cache was rewritten whole
+    assert again.binlogs(TENANT, 1) == want and again.requests == {"list": 1}
+
+
+def test_an_unwritable_cache_dir_only_costs_the_cache(kr: LocalKeyring, tmp_path: Path) -> None:
+    a = build()
+    store = _store("unwritable")
+    _write(store, kr, a)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cat = ArchiveCatalog(store, [kr], cache_dir=blocker / "cache")  # a dir under a file
+    assert [b.name for b in cat.binlogs(TENANT, 1)] == [b.name for b in a.binlogs]
