@@ -129,7 +129,10 @@ def plan_once(state: Path, url: str, workers: int) -> tuple[float, int, Counter[
     cfg = load(state / "config.toml")
     backend = open_source(cfg, url)
     sent = Counter[str]()
-    backend.client.meta.events.register(  # type: ignore[attr-defined]
+    client = getattr(backend, "client", None)
+    if client is None:
+        raise SystemExit(f"{backend!r} has no boto3 client to count requests on (wrapped?)")
+    client.meta.events.register(
         "before-send.s3", lambda request, **_: sent.update([request.method])
     )
     providers = [make_provider(k) for k in cfg.keys]

@@ -27,10 +27,12 @@ def seal_put(
     metadata: dict[str, object],
 ) -> None:
     out = io.BytesIO()
-    context = objects.context_for_key(key)
-    assert context is not None, key
     envelope.seal(
-        io.BytesIO(plaintext), out, providers=providers, context=context, metadata=header_meta
+        io.BytesIO(plaintext),
+        out,
+        providers=providers,
+        context=objects.context_for_key(key),
+        metadata=header_meta,
     )
     size = out.tell()
     out.seek(0)

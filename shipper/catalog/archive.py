@@ -15,7 +15,8 @@ immutable, so an entry whose key, size and version are listed again is still
 true, and a second plan costs one listing and no per-object request.
 
 Trust: the header is read without authenticating it (that needs the data key
-and the first chunk of every object). Its context is checked against the key,
+and the first chunk of every object). Its context must be one the key implies
+(:func:`shipper.objects.accepted_contexts`: layout 2, or the previous release's),
 and every object the plan names is authenticated in full, hash checked, when
 ``restore apply`` fetches it; a header changed in the bucket fails there
 (the header is bound into every chunk's AAD) before anything is replayed.
@@ -313,13 +314,12 @@ def _epoch(text: Any) -> int | None:
 
 def _binlog_doc(header: envelope.EnvelopeHeader, key: str, name: str) -> dict[str, Any]:
     """The planner's view of a binlog object, from its header; the header must belong here."""
-    want = objects.context_for_key(key) or {}
-    for k in ("tenant", "server_id", "binlog_name"):
-        if k in want and header.context.get(k) != want[k]:
-            raise IntegrityError(
-                f"object {key}: its envelope says {k} {header.context.get(k)!r}, its key "
-                f"says {want[k]!r} (copied or renamed?): not used"
-            )
+    accepted = objects.accepted_contexts(key)
+    if header.context not in accepted:
+        raise IntegrityError(
+            f"object {key}: its envelope context {header.context} is not the one its key "
+            f"implies ({accepted[0]}; copied or renamed?): not used"
+        )
     m = header.metadata
     try:
         item = ArchivedBinlog(
