@@ -25,13 +25,16 @@ def seal_put(
     plaintext: bytes,
     header_meta: dict[str, object],
     metadata: dict[str, object],
+    *,
+    v1: bool = False,
 ) -> None:
+    """Seal and put; ``v1``: with the context the previous release used."""
     out = io.BytesIO()
     envelope.seal(
         io.BytesIO(plaintext),
         out,
         providers=providers,
-        context=objects.context_for_key(key),
+        context=objects.v1_context_for_key(key) if v1 else objects.context_for_key(key),
         metadata=header_meta,
     )
     size = out.tell()
@@ -86,6 +89,7 @@ def put_binlog(
     tenant: str,
     key: str | None = None,
     with_index: bool = True,
+    v1: bool = False,
 ) -> str:
     """Archive ``row`` (and its index) as the shipper would; returns the object key."""
     assert row.server_id is not None and row.first_ts is not None
@@ -98,7 +102,7 @@ def put_binlog(
         trace_id="synthetic",
     )
     key = key or objects.binlog_key(tenant, row.server_id, row.first_ts, row.name)
-    seal_put(store, providers, key, plaintext_for(row), header, fields)
+    seal_put(store, providers, key, plaintext_for(row), header, fields, v1=v1)
     if with_index:
         seal_put(
             store,
@@ -107,6 +111,7 @@ def put_binlog(
             index.to_bytes(),
             {"binlog_name": row.name, "plaintext_sha256": info.sha256},
             {"binlog_name": row.name, "kind": "txindex", "tenant": tenant},
+            v1=v1,
         )
     return key
 

@@ -242,3 +242,17 @@ def test_an_unwritable_cache_dir_only_costs_the_cache(kr: LocalKeyring, tmp_path
     blocker.write_text("")
     cat = ArchiveCatalog(store, [kr], cache_dir=blocker / "cache")  # a dir under a file
     assert [b.name for b in cat.binlogs(TENANT, 1)] == [b.name for b in a.binlogs]
+
+
+def test_objects_of_the_previous_release_are_planned_from(kr: LocalKeyring) -> None:
+    a = build()
+    store = _store("v1")
+    for row in a.binlogs:  # an archive written before layout-2 contexts
+        put_binlog(store, [kr], row, a.indexes[row.name], tenant=TENANT, v1=True)
+    for b in a.backups:
+        put_backup(store, [kr], b, tenant=TENANT, server_id=1)
+    cat = ArchiveCatalog(store, [kr])
+    rows = cat.binlogs(TENANT, 1)
+    assert [b.state for b in rows] == ["committed"] * 5
+    want = plan_restore(parse_target("latest"), a.backups, a.binlogs, a.load).to_dict()
+    assert _plan(rows, a, "latest", cat)["stop"] == want["stop"]
