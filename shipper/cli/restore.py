@@ -18,12 +18,14 @@ from shipper.cli.common import add_config_args, load_config, print_json
 from shipper.config import Config
 from shipper.errors import ConfigError, ObjectNotFound, RestoreError, StateError
 from shipper.keys import make_provider
+from shipper.manifest import Manifest
 from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
 from shipper.restore.model import ArchivedBinlog, iso_us, parse_target
 from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore
 from shipper.restore.tools import Conn
 from shipper.storage import StorageBackend, open_backend
 
+CATALOGS = ("auto", "manifest", "archive")
 TARGET_HELP = (
     "'latest', a time with an offset (2026-11-24T10:41:07.250Z), a GTID set "
     "(0-1-532 or uuid:1-77) or FILE:POS"
@@ -61,8 +63,16 @@ def add_parser(sub: Any) -> None:
             "--from",
             dest="source",
             metavar="URL",
-            help="plan from this configured target alone (an archive scan; no manifest "
-            "needed) and read from it (default: the manifest, else the first target)",
+            help="the configured target to read the archive from (default: the first)",
+        )
+        q.add_argument(
+            "--catalog",
+            choices=CATALOGS,
+            default="auto",
+            help="what the plan is read from: the state manifest, or a scan of the archive "
+            "(the --from target; cached under STATE_DIR/cache/). Default auto: the manifest "
+            "if the state dir has one, else the archive (a fresh machine needs only the "
+            "config and the key)",
         )
         q.add_argument(
             "--server-id",
@@ -132,20 +142,44 @@ def open_source(cfg: Config, source: str | None) -> StorageBackend:
 
 
 def open_catalog(
-    cfg: Config, source: str | None, backend: StorageBackend, providers: list[Any]
+    cfg: Config,
+    source: str | None,
+    backend: StorageBackend,
+    providers: list[Any],
+    kind: str = "auto",
 ) -> Catalog:
-    """``--from``: scan that target. Otherwise the host manifest, or (a fresh machine,
-    no manifest) a scan of the target ``backend`` reads."""
+    """What the plan is read from. ``auto``: the host manifest when the state dir has a
+    usable one (with the keys the ``--from`` target holds: a lineage conflict may differ
+    per target), else -- a fresh machine, or a damaged manifest -- a scan of the target
+    ``backend`` reads, said on stderr. ``archive`` always scans; ``manifest`` requires
+    the manifest."""
     manifest = cfg.state_dir / "manifest.sqlite"
-    if source is None and manifest.exists():
-        # the first target's own keys: a lineage conflict may differ per target
-        return ManifestCatalog(manifest, target=cfg.targets[0].url)
-    if source is None:
+    if kind == "auto" and manifest.exists() and not _usable(manifest):
+        print(f"planning from the archive at {backend.url} instead", file=sys.stderr)
+        kind = "archive"
+    if kind == "manifest" or (kind == "auto" and manifest.exists()):
+        if not manifest.exists():
+            raise StateError(
+                f"--catalog manifest: no state manifest at {manifest} (on a machine "
+                "without one, plan from the archive: --catalog archive)"
+            )
+        return ManifestCatalog(manifest, target=source or cfg.targets[0].url)
+    if kind == "auto":
         print(
             f"no state manifest at {manifest}: planning from the archive at {backend.url}",
             file=sys.stderr,
         )
     return ArchiveCatalog(backend, providers, cache_dir=default_cache_dir(cfg.state_dir))
+
+
+def _usable(manifest: Path) -> bool:
+    """Whether the manifest opens (its integrity check passes); says why not on stderr."""
+    try:
+        with Manifest(manifest):
+            return True
+    except StateError as e:
+        print(f"binlog-shipper: {e}", file=sys.stderr)
+        return False
 
 
 def pick_server(catalog: Catalog, tenant: str, server_id: int | None) -> int | None:
@@ -176,7 +210,13 @@ def make_plan(
     """Plan from ``catalog`` (default: :func:`open_catalog`), then check that every object
     the plan names is in ``backend`` before anything else is done."""
     if catalog is None:
-        catalog = open_catalog(cfg, getattr(args, "source", None), backend, providers)
+        catalog = open_catalog(
+            cfg,
+            getattr(args, "source", None),
+            backend,
+            providers,
+            getattr(args, "catalog", "auto"),
+        )
     sid = pick_server(catalog, cfg.tenant, getattr(args, "server_id", None))
     rows = catalog.binlogs(cfg.tenant, sid) if sid is not None else []
     backups = catalog.backups(cfg.tenant, sid) if sid is not None else []

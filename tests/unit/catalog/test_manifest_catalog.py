@@ -66,8 +66,8 @@ def test_manifest_and_archive_give_the_same_plan(
     for target in TARGETS:
         rc, host, err = _plan(fresh, target, capsys)
         assert rc == 0 and "no state manifest" not in err, err
-        rc, dr, err = _plan(fresh, target, capsys, "--from", fresh.url)
-        assert rc == 0, err
+        rc, dr, err = _plan(fresh, target, capsys, "--from", fresh.url, "--catalog", "archive")
+        assert rc == 0 and "no state manifest" not in err, err
         # size and sha256 differ on purpose: the manifest rows here carry none of them
         a, b = json.loads(host), json.loads(dr)
         for s in (*a["binlogs"], *b["binlogs"]):
@@ -85,3 +85,24 @@ def test_an_index_gone_from_the_archive_stops_the_plan_on_the_host(
     assert rc == 0, err
     rc, _, err = _plan(fresh, "latest", capsys)
     assert rc == 12 and gone in err and "not in the archive" in err, err
+
+
+def test_catalog_manifest_without_one_says_what_to_do(
+    fresh: Fresh, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = _plan(fresh, "latest", capsys, "--catalog", "manifest")
+    assert rc == 9 and "no state manifest" in err and "--catalog archive" in err, err
+
+
+def test_a_damaged_manifest_plans_from_the_archive_as_its_error_promises(
+    fresh: Fresh, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_manifest import damage_a_page
+
+    rc, want, err = _plan(fresh, "latest", capsys, "--from", fresh.url)  # no manifest yet
+    assert rc == 0, err
+    _host_manifest(fresh)
+    damage_a_page(fresh.state / "manifest.sqlite")
+    rc, out, err = _plan(fresh, "latest", capsys, "--from", fresh.url)
+    assert rc == 0 and json.loads(out) == json.loads(want), err
+    assert "is damaged" in err and f"planning from the archive at {fresh.url}" in err
