@@ -24,15 +24,12 @@ from typing import Any
 
 import pytest
 
-from shipper import records
 from shipper.cli import main as cli
 from shipper.keys import make_provider
 from shipper.keys.local import LocalKeyring
 from shipper.manifest import Manifest
-from shipper.records import BackupRecord, Verification
 from shipper.restore.model import iso_us
 from shipper.sandbox import SandboxServer
-from shipper.storage import open_backend
 from tests.e2e.test_pitr import TABLES, World, check_time_boundary, checksums, run_cli, workload
 from tests.helpers import load
 from tests.services.cloud import FakeGcs, Moto
@@ -79,41 +76,6 @@ url = "{urls["file"]}"
 provider = "local"
 path = "{state / "keyring"}"
 """
-
-
-def _ensure_records(state: Path) -> None:
-    """Each backup's record in every target: written by `backup take` where it does so;
-    written here from the manifest's row where it does not yet."""
-    cfg = load(state / "config.toml")
-    providers = [make_provider(k) for k in cfg.keys]
-    with Manifest(state / "manifest.sqlite") as m:
-        rows = m.backups()
-    for t in cfg.targets:
-        store = open_backend(t.url, t.options)
-        have = records.latest_record_keys(store, cfg.tenant_prefix)
-        for r in rows:
-            if r["id"] in have:
-                continue
-            extra = r["extra"]
-            rec = BackupRecord(
-                id=r["id"],
-                tool=r["tool"],
-                tenant=cfg.tenant,
-                server_id=int(extra["server_id"]),
-                binlog_file=r["binlog_file"],
-                binlog_pos=int(r["binlog_pos"]),
-                gtid_set=r["gtid_set"] or "",
-                started_at=r["started_at"],
-                finished_at=r["finished_at"],
-                consistent_at=extra.get("consistent_at"),
-                object_key=r["object_key"],
-                plaintext_sha256=r.get("sha256"),
-                plaintext_size=r.get("size"),
-                envelope_size=extra.get("envelope_size"),
-                server_version=extra.get("server_version") or "",
-                verification=Verification("verified", r["finished_at"], "backup take"),
-            )
-            records.write_record(store, providers, rec, tenant_prefix=cfg.tenant_prefix)
 
 
 def _plan(state: Path, target: str, source: str | None, capsys: Any) -> dict[str, Any]:
@@ -165,7 +127,6 @@ def dr(
     workload(w, 60, rng, rotate_every=20)  # 3 more rotations after the backup
     server.flush_binary_logs()
     assert cli(["run", "--once", "--state-dir", str(host)]) == 0
-    _ensure_records(host)
     with Manifest(host / "manifest.sqlite") as m:
         (backup,) = m.backups()
     time_target = _time_target(w, backup_done)
