@@ -63,6 +63,7 @@ def info_for(row: ArchivedBinlog, index: TransactionIndex) -> BinlogInfo:
         complete=True,
         truncated_at=None,
         crc_error_at=None,
+        checksum_flag_error_at=None,
         event_count=2 + 3 * len(index),
         first_timestamp=row.first_ts,
         last_timestamp=row.last_ts,
