@@ -99,6 +99,12 @@ def add_parser(sub: Any) -> None:
     ls = bs.add_parser("list", help="list base backups")
     add_config_args(ls)
     ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="list the backup records in this configured target (no manifest needed)",
+    )
     ls.set_defaults(func=run_list)
 
 
@@ -286,6 +292,8 @@ def run_delete(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     cfg = load_config(args)
+    if args.source:
+        return _list_archive(cfg, args)
     with Manifest(cfg.state_dir / "manifest.sqlite") as m:
         rows = m.backups()
     if args.json:
@@ -300,5 +308,31 @@ def run_list(args: argparse.Namespace) -> int:
         print(
             f"{r['id']}  {r['tool']:<11} {when}  {r['binlog_file']}:{r['binlog_pos']}  "
             f"GTID {r['gtid_set'] or '-'}  {r['object_key'] or r['extra'].get('location')}"
+        )
+    return 0
+
+
+def _list_archive(cfg: Any, args: argparse.Namespace) -> int:
+    """The newest record of every backup in the archive at ``--from``, with its verification."""
+    from shipper.catalog.archive import ArchiveCatalog, default_cache_dir
+    from shipper.cli.restore import open_source
+
+    store = open_source(cfg, args.source)
+    cat = ArchiveCatalog(
+        store, [make_provider(k) for k in cfg.keys], cache_dir=default_cache_dir(cfg.state_dir)
+    )
+    recs = [r for sid in cat.servers(cfg.tenant) for r in cat.records(cfg.tenant, sid)]
+    if args.json:
+        print_json([r.to_json() for r in recs])
+        return 0
+    if not recs:
+        print(f"no backup records for tenant {cfg.tenant} in {store.url}")
+    for r in recs:
+        v = r.verification
+        print(
+            f"{r.id}  {r.tool:<11} server {r.server_id}  {r.binlog_file}:{r.binlog_pos}  "
+            f"GTID {r.gtid_set or '-'}  {v.state}"
+            + (f" by {v.by}" if v.by else "")
+            + f"  {r.object_key or r.location or '-'}"
         )
     return 0

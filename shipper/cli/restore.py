@@ -11,17 +11,21 @@ from typing import Any
 from shipper import objects
 from shipper.archive import read_object
 from shipper.binlog.index import TransactionIndex
+from shipper.catalog.archive import ArchiveCatalog, default_cache_dir
+from shipper.catalog.base import Catalog
+from shipper.catalog.manifest import ManifestCatalog
 from shipper.cli.common import add_config_args, load_config, print_json
 from shipper.config import Config
-from shipper.errors import ConfigError, StateError
+from shipper.errors import ConfigError, ObjectNotFound, RestoreError, StateError
 from shipper.keys import make_provider
 from shipper.manifest import Manifest
 from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
-from shipper.restore.model import ArchivedBinlog, BackupInfo, iso_us, parse_target
+from shipper.restore.model import ArchivedBinlog, iso_us, parse_target
 from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore
 from shipper.restore.tools import Conn
 from shipper.storage import StorageBackend, open_backend
 
+CATALOGS = ("auto", "manifest", "archive")
 TARGET_HELP = (
     "'latest', a time with an offset (2026-11-24T10:41:07.250Z), a GTID set "
     "(0-1-532 or uuid:1-77) or FILE:POS"
@@ -59,7 +63,22 @@ def add_parser(sub: Any) -> None:
             "--from",
             dest="source",
             metavar="URL",
-            help="archive target to read (default: the first configured)",
+            help="the configured target to read the archive from (default: the first)",
+        )
+        q.add_argument(
+            "--catalog",
+            choices=CATALOGS,
+            default="auto",
+            help="what the plan is read from: the state manifest, or a scan of the archive "
+            "(the --from target; cached under STATE_DIR/cache/). Default auto: the manifest "
+            "if the state dir has one, else the archive (a fresh machine needs only the "
+            "config and the key)",
+        )
+        q.add_argument(
+            "--server-id",
+            type=int,
+            metavar="N",
+            help="the server to restore, when the archive holds several",
         )
 
     plan = rs.add_parser("plan", help="print the restore plan")
@@ -122,28 +141,93 @@ def open_source(cfg: Config, source: str | None) -> StorageBackend:
     return open_backend(url, target.options if target else {})
 
 
-def make_plan(
-    args: argparse.Namespace, cfg: Config, backend: StorageBackend, providers: list[Any]
-) -> Plan:
-    path = cfg.state_dir / "manifest.sqlite"
-    if not path.exists():
-        raise StateError(
-            f"no state manifest at {path}: restore reads the shipper's manifest "
-            "(run on the shipping host, or copy its state dir)"
+def open_catalog(
+    cfg: Config,
+    source: str | None,
+    backend: StorageBackend,
+    providers: list[Any],
+    kind: str = "auto",
+) -> Catalog:
+    """What the plan is read from. ``auto``: the host manifest when the state dir has a
+    usable one (with the keys the ``--from`` target holds: a lineage conflict may differ
+    per target), else -- a fresh machine, or a damaged manifest -- a scan of the target
+    ``backend`` reads, said on stderr. ``archive`` always scans; ``manifest`` requires
+    the manifest."""
+    manifest = cfg.state_dir / "manifest.sqlite"
+    if kind == "auto" and manifest.exists() and not _usable(manifest):
+        print(f"planning from the archive at {backend.url} instead", file=sys.stderr)
+        kind = "archive"
+    if kind == "manifest" or (kind == "auto" and manifest.exists()):
+        if not manifest.exists():
+            raise StateError(
+                f"--catalog manifest: no state manifest at {manifest} (on a machine "
+                "without one, plan from the archive: --catalog archive)"
+            )
+        return ManifestCatalog(manifest, target=source or cfg.targets[0].url)
+    if kind == "auto":
+        print(
+            f"no state manifest at {manifest}: planning from the archive at {backend.url}",
+            file=sys.stderr,
         )
-    with Manifest(path) as m:
-        # the source target's own keys: a lineage conflict may differ per target
-        target = getattr(args, "source", None) or cfg.targets[0].url
-        rows = [ArchivedBinlog.from_row(r) for r in m.all(target=target)]
-        backups = [BackupInfo.from_row(b) for b in m.backups()]
+    return ArchiveCatalog(backend, providers, cache_dir=default_cache_dir(cfg.state_dir))
+
+
+def _usable(manifest: Path) -> bool:
+    """Whether the manifest opens (its integrity check passes); says why not on stderr."""
+    try:
+        with Manifest(manifest):
+            return True
+    except StateError as e:
+        print(f"binlog-shipper: {e}", file=sys.stderr)
+        return False
+
+
+def pick_server(catalog: Catalog, tenant: str, server_id: int | None) -> int | None:
+    """``--server-id``, or the only server the archive holds; None when it holds none."""
+    servers = catalog.servers(tenant)
+    if server_id is not None:
+        if servers and server_id not in servers:
+            raise RestoreError(
+                f"--server-id {server_id}: tenant {tenant} has nothing archived for it "
+                f"(servers: {', '.join(map(str, servers))})"
+            )
+        return server_id
+    if len(servers) > 1:
+        raise RestoreError(
+            f"tenant {tenant} has archives of servers {', '.join(map(str, servers))}: "
+            "choose one with --server-id"
+        )
+    return servers[0] if servers else None
+
+
+def make_plan(
+    args: argparse.Namespace,
+    cfg: Config,
+    backend: StorageBackend,
+    providers: list[Any],
+    catalog: Catalog | None = None,
+) -> Plan:
+    """Plan from ``catalog`` (default: :func:`open_catalog`), then check that every object
+    the plan names is in ``backend`` before anything else is done."""
+    if catalog is None:
+        catalog = open_catalog(
+            cfg,
+            getattr(args, "source", None),
+            backend,
+            providers,
+            getattr(args, "catalog", "auto"),
+        )
+    sid = pick_server(catalog, cfg.tenant, getattr(args, "server_id", None))
+    rows = catalog.binlogs(cfg.tenant, sid) if sid is not None else []
+    backups = catalog.backups(cfg.tenant, sid) if sid is not None else []
 
     def load_index(row: ArchivedBinlog) -> TransactionIndex:
-        if not row.object_key:
-            raise StateError(f"binlog {row.name} has no object key in the manifest")
-        data = read_object(backend, objects.index_key(row.object_key), providers)
-        return TransactionIndex.from_bytes(data)
+        key = row.index_key or (objects.index_key(row.object_key) if row.object_key else None)
+        if key is None:
+            raise StateError(f"binlog {row.name} has no object key in the catalog")
+        return TransactionIndex.from_bytes(read_object(backend, key, providers))
 
-    return plan_restore(
+    plan = plan_restore(
         parse_target(args.to),
         backups,
         rows,
@@ -151,6 +235,30 @@ def make_plan(
         ambiguous=args.ambiguous,
         backup_id=args.backup_id,
     )
+    check_objects(plan, backend, catalog)
+    return plan
+
+
+def check_objects(plan: Plan, backend: StorageBackend, catalog: Catalog) -> None:
+    """Every object the plan names exists: one stat each, unless the catalog just saw it."""
+    keys: list[tuple[str, str]] = []
+    if plan.backup.object_key:
+        keys.append((plan.backup.object_key, f"backup {plan.backup.id}"))
+    for s in plan.steps:
+        if not s.object_key:
+            raise RestoreError(f"binlog {s.name} has no object key in the catalog")
+        keys.append((s.object_key, f"binlog {s.name}"))
+        keys.append((objects.index_key(s.object_key), f"the transaction index of {s.name}"))
+    for key, what in keys:
+        if catalog.confirms(key):
+            continue
+        try:
+            backend.stat(key)
+        except ObjectNotFound as e:
+            raise RestoreError(
+                f"{what} is in the plan but not in the archive: {backend.url}/{key} does not "
+                "exist; plan --from another target, or restore to a point before it"
+            ) from e
 
 
 def describe(plan: Plan) -> str:

@@ -125,6 +125,12 @@ def parse_target(text: str) -> Target:
     return Target("gtid", t, gtid=gtid)
 
 
+def _us(t: float | None) -> float | None:
+    """Epoch seconds to whole microseconds: what a backup record keeps (RFC 3339 with
+    microseconds), so the manifest and the archive give the same plan to the digit."""
+    return None if t is None else round(t, 6)
+
+
 @dataclass(frozen=True)
 class BackupInfo:
     """A base backup and the binlog coordinates its data is consistent with."""
@@ -140,7 +146,8 @@ class BackupInfo:
     finished_at: float | None = None
     object_key: str | None = None
     server_id: int | None = None
-    #: the record's verification state: unverified, verified, failed or deleted
+    #: the record's verification state: unverified, verified, failed or deleted. Not in
+    #: the plan's JSON: every catalog must give the same plan for the same archive.
     verification: str = "unverified"
 
     @property
@@ -162,6 +169,23 @@ class BackupInfo:
         }
 
     @classmethod
+    def from_record(cls, rec: Any) -> BackupInfo:
+        """From a :class:`shipper.records.BackupRecord` (duck-typed: the planner stays pure)."""
+        return cls(
+            id=rec.id,
+            tool=rec.tool,
+            binlog_file=rec.binlog_file,
+            binlog_pos=rec.binlog_pos,
+            gtid_set=rec.gtid_set,
+            consistent_at=_us(rec.consistent_at),
+            started_at=_us(rec.started_at),
+            finished_at=_us(rec.finished_at),
+            object_key=rec.object_key,
+            server_id=rec.server_id,
+            verification=rec.verification.state,
+        )
+
+    @classmethod
     def from_row(cls, row: dict[str, Any]) -> BackupInfo:
         """From a manifest ``backups`` row (``extra`` holds consistent_at and server_id)."""
         extra = row.get("extra") or {}
@@ -176,9 +200,9 @@ class BackupInfo:
             binlog_file=row["binlog_file"] or "",
             binlog_pos=int(row["binlog_pos"] or 0),
             gtid_set=row.get("gtid_set") or "",
-            consistent_at=consistent,
-            started_at=row.get("started_at"),
-            finished_at=row.get("finished_at"),
+            consistent_at=_us(consistent),
+            started_at=_us(row.get("started_at")),
+            finished_at=_us(row.get("finished_at")),
             object_key=row.get("object_key"),
             server_id=extra.get("server_id"),
             verification=extra.get("verification") or "unverified",
@@ -187,7 +211,14 @@ class BackupInfo:
 
 @dataclass(frozen=True)
 class ArchivedBinlog:
-    """One binlog as the archive knows it (a manifest row or a catalog item)."""
+    """One binlog as the archive knows it (a manifest row or a catalog item).
+
+    ``state`` uses the manifest's words whatever the source: an archive scan says
+    ``committed`` for an object with its transaction index beside it (the shipper
+    writes the index only after the object verified), ``uploaded`` for one without,
+    ``flagged`` for a quarantined one. ``index_key`` is where its transaction index
+    is (None when there is none).
+    """
 
     name: str
     state: str
@@ -201,6 +232,7 @@ class ArchivedBinlog:
     sha256: str | None = None
     file_status: str | None = None
     server_uuid: str | None = None
+    index_key: str | None = None
 
     @property
     def sequence(self) -> int:
