@@ -3,10 +3,16 @@
 Shared by the throwaway server of the demo and tests (:mod:`shipper.sandbox`)
 and the server a restore rebuilds (:mod:`shipper.restore.server`); each brings
 its own options and its own readiness probe.
+
+A server outlives the process that started it when that process is killed
+(SIGKILL, OOM): :func:`record` writes its pid and datadir to a file, and
+:func:`stop_recorded` lets the next run find it and stop it cleanly before
+using the datadir again (else: "Can't lock aria control file").
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +64,55 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def record(path: Path, proc: subprocess.Popen[bytes], datadir: Path, run_dir: Path) -> None:
+    """Note which server runs on ``datadir`` (temp + rename: never a half-written file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    doc = {"pid": proc.pid, "datadir": str(datadir), "run_dir": str(run_dir)}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    tmp.replace(path)
+
+
+def stop_recorded(path: Path, timeout: float = 120.0) -> dict[str, str] | None:
+    """Stop the server :func:`record` noted in ``path``, if it still runs; remove ``path``.
+
+    A pid is only signalled when that process is a mariadbd whose command line
+    names the recorded datadir: after a reboot the pid may belong to anything.
+    SIGTERM first (a clean shutdown keeps the datadir usable), SIGKILL after
+    ``timeout``. Returns what was recorded (None when there was no record).
+    """
+    try:
+        doc = json.loads(path.read_text())
+        pid, datadir = int(doc["pid"]), str(doc["datadir"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)  # torn or foreign: nothing we can trust to signal
+        return None
+    if _runs_on(pid, datadir):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _runs_on(pid, datadir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _runs_on(pid, datadir):
+            os.kill(pid, signal.SIGKILL)
+            while _runs_on(pid, datadir):
+                time.sleep(0.1)
+    path.unlink(missing_ok=True)
+    return {"pid": str(pid), "datadir": datadir, "run_dir": str(doc.get("run_dir", ""))}
+
+
+def _runs_on(pid: int, datadir: str) -> bool:
+    """Is ``pid`` a live (not zombie) process with ``--datadir=datadir`` on its command line?"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and f"--datadir={datadir}".encode() in argv
 
 
 def log_tail(path: Path, size: int = 3000) -> str:

@@ -128,6 +128,12 @@ def add_parser(sub: Any) -> None:
         help="extra mariadbd option for the restoring server, e.g. "
         "--server-option=--innodb-buffer-pool-size=8G (repeatable)",
     )
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help="with --target-dsn: load into a server that already holds user databases "
+        "(its mysql schema, the accounts, is kept)",
+    )
     ap.add_argument("--json", action="store_true", help="print the plan and result as JSON")
     ap.set_defaults(func=run_apply)
 
@@ -332,6 +338,10 @@ def default_work_dir(cfg: Config, args: argparse.Namespace) -> Path:
 def run_apply(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     backend = open_source(cfg, args.source)
+    # The chosen target first, then the others in configured order: an object missing or
+    # failing verification in one is read from the next.
+    first = args.source or cfg.targets[0].url
+    stores = [backend] + [open_backend(t.url, t.options) for t in cfg.targets if t.url != first]
     providers = [make_provider(k) for k in cfg.keys]
     plan = make_plan(args, cfg, backend, providers)
     if not args.json:
@@ -346,9 +356,12 @@ def run_apply(args: argparse.Namespace) -> int:
         backup_location=args.backup_location,
         server_args=list(args.server_option),
         progress=bar,
+        force=args.force,
     )
     with bar.progress:
-        result = Executor(plan, backend, providers, opts).run()
+        result = Executor(plan, stores, providers, opts).run()
+    for line in result.notices:
+        print(f"binlog-shipper: warning: {line}", file=sys.stderr)
     if args.json:
         print_json(
             {
@@ -357,11 +370,12 @@ def run_apply(args: argparse.Namespace) -> int:
                     "stop": f"{result.stop_file}:{result.stop_pos}",
                     "replayed_bytes": result.replayed_bytes,
                     "seconds": result.seconds,
+                    "notices": result.notices,
                 },
             }
         )
     else:
-        where = f"datadir {opts.datadir}" if opts.datadir else f"server {opts.target}"
+        where = f"datadir {opts.datadir}" if opts.target is None else f"server {opts.target}"
         print(
             f"restored {where} to {plan.stop} (GTID {plan.gtid_set or '-'}); replayed "
             f"{result.replayed_bytes} binlog bytes",

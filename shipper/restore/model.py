@@ -149,6 +149,8 @@ class BackupInfo:
     #: the record's verification state: unverified, verified, failed or deleted. Not in
     #: the plan's JSON: every catalog must give the same plan for the same archive.
     verification: str = "unverified"
+    #: SHA-256 of the backup's plaintext as recorded when it was taken
+    sha256: str | None = None
 
     @property
     def position(self) -> Position:
@@ -206,6 +208,7 @@ class BackupInfo:
             object_key=row.get("object_key"),
             server_id=extra.get("server_id"),
             verification=extra.get("verification") or "unverified",
+            sha256=row.get("sha256"),
         )
 
 

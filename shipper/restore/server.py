@@ -5,6 +5,10 @@ limited to ~100 bytes), with networking off, so nothing can write to the
 database while it is being rebuilt. Its server id differs from every server
 in the replayed binlogs: the replication applier skips events carrying its
 own id.
+
+With a ``state_dir`` (the restore's work dir), the server's pid and datadir
+are recorded there while it runs, so a rerun after the restore was killed
+finds the server the killed run left and stops it (:meth:`stop_stale`).
 """
 
 from __future__ import annotations
@@ -21,17 +25,36 @@ from shipper.errors import DatabaseError, RestoreError
 from shipper.restore.tools import Conn, check_call, find_tool, run_sql
 
 RELAY_BASENAME = "restore-relay-bin"
+RUN_DIR_PREFIX = "bs-restore-"
 
 
 class RestoreServer:
     def __init__(
-        self, datadir: Path, *, server_id: int = 4_294_900_000, extra_args: Sequence[str] = ()
+        self,
+        datadir: Path,
+        *,
+        server_id: int = 4_294_900_000,
+        extra_args: Sequence[str] = (),
+        state_dir: Path | None = None,
     ) -> None:
         self.datadir = Path(datadir).resolve()
         self.server_id = server_id
         self.extra_args = list(extra_args)
-        self.run_dir = Path(tempfile.mkdtemp(prefix="bs-restore-"))
+        self.record = state_dir / "restore-server.json" if state_dir is not None else None
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def stop_stale(self) -> bool:
+        """Stop a server a killed run left on this datadir; True if there was one."""
+        if self.record is None:
+            return False
+        old = mariadbd.stop_recorded(self.record)
+        if old is None:
+            return False
+        run_dir = Path(old["run_dir"])
+        if run_dir.name.startswith(RUN_DIR_PREFIX) and run_dir != self.run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return True
 
     @property
     def socket(self) -> Path:
@@ -91,6 +114,8 @@ class RestoreServer:
             *self.extra_args,
         ]
         self.proc = mariadbd.spawn(cmd)
+        if self.record is not None:
+            mariadbd.record(self.record, self.proc, self.datadir, self.run_dir)
         try:
             mariadbd.wait_ready(
                 self.proc,
@@ -102,6 +127,8 @@ class RestoreServer:
             )
         except RestoreError:
             self.proc = None
+            if self.record is not None:
+                self.record.unlink(missing_ok=True)
             raise
 
     def _answers(self) -> bool:
@@ -116,6 +143,8 @@ class RestoreServer:
         if self.proc is not None:
             mariadbd.terminate(self.proc, timeout)
             self.proc = None
+            if self.record is not None:
+                self.record.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.stop()

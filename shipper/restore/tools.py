@@ -3,18 +3,21 @@
 The restore package talks to servers only through these programs, never a
 driver: the same tools a DBA would run by hand, so every step can be
 reproduced from the log. Passwords go through a private ``--defaults-extra-file``,
-never the command line (where ``ps`` would show them).
+never the command line (where ``ps`` would show them): written 0600 in a fresh
+0700 directory (under the restore's work dir when it has one, so a rerun after
+SIGKILL can remove what a killed run left) and removed when the tool exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipper.errors import DatabaseError, RestoreError, ShipperError
@@ -33,6 +36,46 @@ def find_tool(*names: str, error: type[ShipperError] = RestoreError) -> str:
     )
 
 
+#: prefix of the private directories holding a client option file
+CNF_DIR_PREFIX = "binlog-shipper-cnf-"
+_PASSWORD_RE = re.compile(r"(password\s*=)[^,]*")
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***``, for messages and logs."""
+    return _PASSWORD_RE.sub(r"\1***", dsn)
+
+
+_OPTION_ESCAPES = (
+    ("\\", "\\\\"),  # first: every later escape adds a backslash
+    ('"', '\\"'),
+    ("'", "\\'"),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+)
+
+
+def option_value(value: str) -> str:
+    """``value`` as a MariaDB option-file value: double-quoted, with ``\\``, quotes and
+    control characters escaped. Unquoted, a ``#`` would start a comment and
+    surrounding quotes or spaces would be stripped (mysys ``my_default.c``)."""
+    for char, escaped in _OPTION_ESCAPES:
+        value = value.replace(char, escaped)
+    return f'"{value}"'
+
+
+def remove_option_files(where: Path) -> int:
+    """Remove option-file directories a killed run left in ``where``; how many."""
+    n = 0
+    with contextlib.suppress(FileNotFoundError):
+        for d in where.iterdir():
+            if d.name.startswith(CNF_DIR_PREFIX) and d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+    return n
+
+
 @dataclass(frozen=True)
 class Conn:
     """How the tools reach a server: a socket, or host + port."""
@@ -41,7 +84,9 @@ class Conn:
     host: str = "127.0.0.1"
     port: int = 3306
     user: str = "root"
-    password: str = ""
+    password: str = field(default="", repr=False)
+    #: where option files holding the password are created ("": the system temp dir)
+    cnf_dir: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def parse(cls, dsn: str) -> Conn:
@@ -53,7 +98,7 @@ class Conn:
             k, sep, v = part.partition("=")
             if not sep or k.strip() not in ("socket", "host", "port", "user", "password"):
                 raise RestoreError(
-                    f"--target-dsn {dsn!r}: expected comma-separated "
+                    f"--target-dsn {mask_dsn(dsn)!r}: expected comma-separated "
                     "socket=,host=,port=,user=,password= fields"
                 )
             fields[k.strip()] = v.strip()
@@ -66,22 +111,38 @@ class Conn:
         )
 
     def describe(self) -> str:
+        """Where the server is; never the password."""
         return f"socket {self.socket}" if self.socket else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.describe()
 
     @contextlib.contextmanager
     def args(self) -> Iterator[list[str]]:
         """Leading arguments for any MariaDB tool (the defaults file must come first)."""
-        with tempfile.TemporaryDirectory(prefix="binlog-shipper-cnf-") as d:
-            cnf = Path(d) / "client.cnf"
+        where = (
+            [f"--socket={self.socket}"]
+            if self.socket
+            else [f"--host={self.host}", f"--port={self.port}", "--protocol=TCP"]
+        )
+        if not self.password:
+            yield [*where, f"--user={self.user}"]
+            return
+        parent = Path(self.cnf_dir) if self.cnf_dir else None
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        d = Path(tempfile.mkdtemp(prefix=CNF_DIR_PREFIX, dir=parent))  # 0700
+        try:
+            cnf = d / "client.cnf"
             fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(f"[client]\nuser={self.user}\npassword={self.password}\n")
-            where = (
-                [f"--socket={self.socket}"]
-                if self.socket
-                else [f"--host={self.host}", f"--port={self.port}", "--protocol=TCP"]
-            )
+                f.write(
+                    f"[client]\nuser={option_value(self.user)}\n"
+                    f"password={option_value(self.password)}\n"
+                )
             yield [f"--defaults-extra-file={cnf}", *where]
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run_sql(

@@ -17,12 +17,10 @@ checksums with that boundary's moment.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,94 +30,9 @@ from shipper.cli import main as cli
 from shipper.pipeline.ship import Shipper
 from shipper.restore.model import iso_us
 from shipper.sandbox import SandboxServer
-from tests.helpers import load, write_config
+from tests.helpers import TABLES, World, checksums, load, run_cli, workload, write_config
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
-
-TABLES = ("app.a", "app.b")
-
-
-@dataclass
-class Moment:
-    begin: float  # wall clock before the transaction started
-    after: float  # wall clock after COMMIT returned (and the checksum was taken)
-    gtid: str
-    checksums: dict[str, int]
-
-
-@dataclass
-class World:
-    server: SandboxServer
-    state: Path
-    moments: list[Moment] = field(default_factory=list)
-    rotations: list[tuple[float, str]] = field(default_factory=list)  # (when, closed file)
-    backups: dict[str, str] = field(default_factory=dict)  # tool -> backup id
-    backups_done: float = 0.0
-    restores: int = 0
-
-    def moment_for_gtid(self, gtid: str) -> int:
-        idx = [i for i, m in enumerate(self.moments) if m.gtid == gtid]
-        assert idx, f"plan GTID {gtid} is not a recorded moment"
-        return idx[-1]
-
-
-def checksums(server: SandboxServer) -> dict[str, int]:
-    rows = server.query(f"CHECKSUM TABLE {', '.join(TABLES)}")
-    return {str(r[0]): int(r[1]) for r in rows}
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = cli(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def workload(
-    w: World,
-    steps: int,
-    rng: random.Random,
-    rotate_every: int,
-    quiet_after_first_rotation: bool = False,
-) -> None:
-    conn = w.server.connect()
-    with contextlib.closing(conn), conn.cursor() as cur:
-        for i in range(steps):
-            begin = time.time()
-            cur.execute("BEGIN")
-            table = rng.choice(TABLES)
-            op = rng.random()
-            if op < 0.6:
-                cur.executemany(
-                    f"INSERT INTO {table} (v, n) VALUES (%s, %s)",
-                    [
-                        (rng.randbytes(40).hex(), rng.randint(0, 10**6))
-                        for _ in range(rng.randint(1, 20))
-                    ],
-                )
-            elif op < 0.85:
-                cur.execute(
-                    f"UPDATE {table} SET n = n + 1, v = %s WHERE id %% 7 = %s",
-                    (rng.randbytes(8).hex(), rng.randint(0, 6)),
-                )
-            else:
-                cur.execute(
-                    f"DELETE FROM {table} WHERE id %% 13 = %s LIMIT 3", (rng.randint(0, 12),)
-                )
-            cur.execute("COMMIT")
-            cur.execute("SELECT @@gtid_binlog_pos")
-            gtid = str(cur.fetchone()[0])
-            cur.execute(f"CHECKSUM TABLE {', '.join(TABLES)}")
-            sums = {str(r[0]): int(r[1]) for r in cur.fetchall()}
-            w.moments.append(Moment(begin, time.time(), gtid, sums))
-            if rotate_every and i % rotate_every == rotate_every - 1:
-                cur.execute("SHOW MASTER STATUS")
-                closed = str(cur.fetchone()[0])
-                cur.execute("FLUSH BINARY LOGS")
-                w.rotations.append((time.time(), closed))
-                if quiet_after_first_rotation and i == rotate_every - 1:
-                    time.sleep(1.2)  # a clean second boundary right after this rotation
-            time.sleep(rng.choice((0.0, 0.01, 0.03, 0.08)))
 
 
 @pytest.fixture(scope="module")
