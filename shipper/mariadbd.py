@@ -82,7 +82,8 @@ def stop_recorded(path: Path, timeout: float = 120.0) -> dict[str, str] | None:
     A pid is only signalled when that process is a mariadbd whose command line
     names the recorded datadir: after a reboot the pid may belong to anything.
     SIGTERM first (a clean shutdown keeps the datadir usable), SIGKILL after
-    ``timeout``. Returns what was recorded (None when there was no record).
+    ``timeout``. Returns what was recorded, and ``stopped`` ("yes" when it was
+    still running), or None when there was no record.
     """
     try:
         doc = json.loads(path.read_text())
@@ -92,7 +93,8 @@ def stop_recorded(path: Path, timeout: float = 120.0) -> dict[str, str] | None:
     except (ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)  # torn or foreign: nothing we can trust to signal
         return None
-    if _runs_on(pid, datadir):
+    stopped = _runs_on(pid, datadir)
+    if stopped:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _runs_on(pid, datadir) and time.monotonic() < deadline:
@@ -102,7 +104,12 @@ def stop_recorded(path: Path, timeout: float = 120.0) -> dict[str, str] | None:
             while _runs_on(pid, datadir):
                 time.sleep(0.1)
     path.unlink(missing_ok=True)
-    return {"pid": str(pid), "datadir": datadir, "run_dir": str(doc.get("run_dir", ""))}
+    return {
+        "pid": str(pid),
+        "datadir": datadir,
+        "run_dir": str(doc.get("run_dir", "")),
+        "stopped": "yes" if stopped else "",
+    }
 
 
 def _runs_on(pid: int, datadir: str) -> bool:

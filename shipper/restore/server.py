@@ -45,7 +45,7 @@ class RestoreServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def stop_stale(self) -> bool:
-        """Stop a server a killed run left on this datadir; True if there was one."""
+        """Stop a server a killed run left on this datadir; True if one was running."""
         if self.record is None:
             return False
         old = mariadbd.stop_recorded(self.record)
@@ -54,7 +54,7 @@ class RestoreServer:
         run_dir = Path(old["run_dir"])
         if run_dir.name.startswith(RUN_DIR_PREFIX) and run_dir != self.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
-        return True
+        return bool(old["stopped"])
 
     @property
     def socket(self) -> Path:

@@ -42,7 +42,7 @@ ACCOUNT = "keeper"
 @dataclass
 class Safety:
     w: World
-    dumps: list[str]  # mysqldump backup ids, oldest first
+    dumps: list[str]  # mysqldump backup ids, oldest first; the last one holds app.big
     second: Path  # the second target's directory
 
 
@@ -74,6 +74,9 @@ def safety(
     assert cli(["backup", "take", "--tool", "mariabackup", "--state-dir", str(state)]) == 0
     workload(w, 10, rng, rotate_every=0)
     fill_binlogs(server, 2, mb=3.0)  # something for the applier to chew on when killed
+    # ... and a dump large enough to be killed while it loads.
+    assert cli(["backup", "take", "--tool", "mysqldump", "--state-dir", str(state)]) == 0
+    workload(w, 5, rng, rotate_every=0)
     server.flush_binary_logs()
     shipper = Shipper(load(config))
     try:
@@ -83,7 +86,7 @@ def safety(
     with Manifest(state / "manifest.sqlite") as m:
         dumps = [b["id"] for b in m.backups() if b["tool"] == "mysqldump"]
         w.backups = {b["tool"]: b["id"] for b in m.backups()}
-    assert len(dumps) == 2
+    assert len(dumps) == 3
     return Safety(w, dumps, second)
 
 
@@ -208,7 +211,7 @@ def test_backup_object_swapped_with_another(
     would): the context bound to the key refuses it; the intact copy in the second
     target is used and the fallback is reported; swapped in both: refused."""
     state, first, second = clone(safety, tmp_path)
-    old, new = safety.dumps
+    old, new = safety.dumps[:2]
     k_old, k_new = backup_key(state, old), backup_key(state, new)
     for suffix in ("", ".meta.json"):
         replace_file(first / (k_new + suffix), (first / (k_old + suffix)).read_bytes())
@@ -426,6 +429,14 @@ def _journal(work: Path) -> dict[str, object]:
     return {}
 
 
+def _alive(record: Path) -> bool:
+    pid = int(json.loads(record.read_text())["pid"])
+    return (
+        Path(f"/proc/{pid}/cmdline").exists()
+        and b"mariadbd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
+
+
 @pytest.fixture
 def private_tmp(tmp_path: Path) -> Iterator[Path]:
     d = tmp_path / "tmp"
@@ -452,10 +463,10 @@ def test_sigkill_during_restore_apply_then_rerun(
         lambda: server_record.exists() and _journal(work).get("base") is False,
         "the base restore's server",
     )
-    assert server_record.exists()  # its mariadbd outlived it
+    assert _alive(server_record)  # its mariadbd outlived it, holding the datadir
     proc = _cli_proc(args, env, log)
     _kill_when(proc, lambda: bool(_journal(work).get("applier_started")), "the replay")
-    assert server_record.exists()
+    assert _alive(server_record)
     assert _journal(work).get("done") is None
 
     rerun = subprocess.run(
@@ -473,3 +484,46 @@ def test_sigkill_during_restore_apply_then_rerun(
     assert not list(private_tmp.glob("bs-restore-*")), "a killed run's socket dir was left"
     first = log.read_text(errors="replace")
     assert "Can't lock" not in first + rerun.stderr
+
+
+def test_sigkill_while_loading_into_a_target_dsn_then_rerun(
+    safety: Safety,
+    mariadb_factory: Callable[..., SandboxServer],
+    tmp_path: Path,
+    private_tmp: Path,
+) -> None:
+    """Killed while the dump streams into the target: the option file holding the
+    target's password is left behind (nothing can remove it at SIGKILL); the rerun
+    removes it, loads the dump again and completes."""
+    w = safety.w
+    target = mariadb_factory(server_id=35)
+    target.execute(
+        f"CREATE USER '{ACCOUNT}'@'localhost' IDENTIFIED BY {_sql_str(PASSWORD)}",
+        f"GRANT ALL ON *.* TO '{ACCOUNT}'@'localhost' WITH GRANT OPTION",
+    )
+    work = tmp_path / "w"
+    args = apply_args(
+        w.state, safety.dumps[2], work, "--target-dsn", dsn(target), "--replay", "pipe"
+    )
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    log = tmp_path / "apply.log"
+
+    def loading() -> bool:
+        j = _journal(work)
+        return bool(j.get("base_started")) and not j.get("base") and bool(option_files(work))
+
+    _kill_when(_cli_proc(args, env, log), loading, "the dump load")
+    assert option_files(work), "the killed run's option file"
+    rerun = subprocess.run(
+        [sys.executable, "-m", "shipper", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert rerun.returncode == 0, (rerun.stderr, log.read_text(errors="replace"))
+    assert "was interrupted: loading it again" in rerun.stderr
+    assert checksums(target) == w.moments[-1].checksums
+    assert account_logs_in(target)
+    assert option_files(work, private_tmp) == []
+    assert PASSWORD not in rerun.stdout + rerun.stderr + log.read_text(errors="replace")
