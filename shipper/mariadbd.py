@@ -95,12 +95,12 @@ def stop_recorded(path: Path, timeout: float = 120.0) -> dict[str, str] | None:
         return None
     stopped = _runs_on(pid, datadir)
     if stopped:
-        os.kill(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM, path)
         deadline = time.monotonic() + timeout
         while _runs_on(pid, datadir) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _runs_on(pid, datadir):
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL, path)
             while _runs_on(pid, datadir):
                 time.sleep(0.1)
     path.unlink(missing_ok=True)
@@ -110,6 +110,18 @@ def stop_recorded(path: Path, timeout: float = 120.0) -> dict[str, str] | None:
         "run_dir": str(doc.get("run_dir", "")),
         "stopped": "yes" if stopped else "",
     }
+
+
+def _signal(pid: int, sig: int, record: Path) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # it exited in the meantime
+    except PermissionError as e:
+        raise ShipperError(
+            f"mariadbd (pid {pid}, recorded in {record}) still runs on its datadir but "
+            f"belongs to another user: stop it as that user, then run again"
+        ) from e
 
 
 def _runs_on(pid: int, datadir: str) -> bool:

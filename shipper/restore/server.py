@@ -73,7 +73,9 @@ class RestoreServer:
 
     @property
     def conn(self) -> Conn:
-        return Conn(socket=str(self.socket))
+        # Option files under the work dir: a rerun after SIGKILL removes what was left.
+        cnf = str(self.record.parent) if self.record is not None else ""
+        return Conn(socket=str(self.socket), cnf_dir=cnf)
 
     def install(self) -> None:
         """An empty system schema (for loading a dump)."""

@@ -125,9 +125,8 @@ class Conn:
             if self.socket
             else [f"--host={self.host}", f"--port={self.port}", "--protocol=TCP"]
         )
-        if not self.password:
-            yield [*where, f"--user={self.user}"]
-            return
+        # Written even without a password: an empty one here overrides a password the
+        # operator's ~/.my.cnf may hold for [client].
         parent = Path(self.cnf_dir) if self.cnf_dir else None
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
