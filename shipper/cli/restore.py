@@ -22,7 +22,7 @@ from shipper.manifest import Manifest
 from shipper.restore.executor import REPLAY_PATHS, ApplyOptions, Executor
 from shipper.restore.model import ArchivedBinlog, iso_us, parse_target
 from shipper.restore.planner import AMBIGUOUS_POLICIES, Plan, plan_restore
-from shipper.restore.tools import Conn
+from shipper.restore.tools import Conn, mask_dsn
 from shipper.storage import StorageBackend, open_backend
 
 CATALOGS = ("auto", "manifest", "archive")
@@ -331,7 +331,9 @@ class _Bar:
 
 def default_work_dir(cfg: Config, args: argparse.Namespace) -> Path:
     """One work dir (and resume journal) per restore destination."""
-    into = str(args.datadir.resolve()) if args.datadir else args.target_dsn
+    # The DSN without its password: no hash of a secret in a path, and the same
+    # server reached with a new password keeps its journal.
+    into = str(args.datadir.resolve()) if args.datadir else mask_dsn(args.target_dsn)
     return cfg.state_dir / "restore" / hashlib.sha256(into.encode()).hexdigest()[:12]
 
 

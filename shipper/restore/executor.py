@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from shipper.archive import sha256_file
 from shipper.errors import RestoreError
 from shipper.keys.base import KeyProvider
 from shipper.restore import base, replay
@@ -226,7 +227,7 @@ class Executor:
             self.journal.save()
         elif partial:
             raise RestoreError(_PARTIAL.format(name=partial))
-        if not doc["base"]:
+        if not self.journal.doc["base"]:  # (a clean start replaced the journal's doc)
             self._base_into_datadir(datadir)
         elif not (self.opts.replay == "applier" and self.plan.steps):
             self.server.start()
@@ -333,7 +334,7 @@ class Executor:
     def fetch(self, step: Step, dest: Path) -> Path:
         if step.object_key is None:
             raise RestoreError(f"binlog {step.name} has no object key in the manifest")
-        if dest.exists() and step.sha256 and _sha256(dest) == step.sha256:
+        if dest.exists() and step.sha256 and sha256_file(dest) == step.sha256:
             return dest
         return self.sources.fetch_binlog(step.object_key, dest, step.sha256, step.name)
 
@@ -344,16 +345,6 @@ _PARTIAL = (
     "restore does not own. Restore again into an empty server (or a new --datadir, "
     "where an interrupted restore starts clean by itself)"
 )
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def archived_from_manifest(rows: Sequence[Any]) -> list[ArchivedBinlog]:

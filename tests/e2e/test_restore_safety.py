@@ -482,6 +482,8 @@ def test_sigkill_during_restore_apply_then_rerun(
     assert restored_checksums(tmp_path / "r") == w.moments[-1].checksums
     assert option_files(work, private_tmp) == []
     assert not list(private_tmp.glob("bs-restore-*")), "a killed run's socket dir was left"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [work, *work.rglob("*")]}
+    assert all(m in (0o600, 0o700) for m in modes.values()), modes
     first = log.read_text(errors="replace")
     assert "Can't lock" not in first + rerun.stderr
 
@@ -527,3 +529,29 @@ def test_sigkill_while_loading_into_a_target_dsn_then_rerun(
     assert account_logs_in(target)
     assert option_files(work, private_tmp) == []
     assert PASSWORD not in rerun.stdout + rerun.stderr + log.read_text(errors="replace")
+
+
+def test_sigkill_inside_a_piped_binlog_starts_clean(
+    safety: Safety, tmp_path: Path, private_tmp: Path
+) -> None:
+    """A binlog half replayed through the pipe cannot be replayed again; into a datadir
+    this restore created, the rerun empties it and starts over, and completes."""
+    w = safety.w
+    work, data = tmp_path / "w", tmp_path / "r" / "data"
+    args = apply_args(
+        w.state, w.backups["mariabackup"], work, "--datadir", str(data), "--replay", "pipe"
+    )
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    log = tmp_path / "apply.log"
+    _kill_when(_cli_proc(args, env, log), lambda: bool(_journal(work).get("applying")), "a pipe")
+    rerun = subprocess.run(
+        [sys.executable, "-m", "shipper", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert rerun.returncode == 0, (rerun.stderr, log.read_text(errors="replace"))
+    assert "was partly replayed when the restore was interrupted: starting clean" in rerun.stderr
+    assert restored_checksums(tmp_path / "r") == w.moments[-1].checksums
+    assert option_files(work, private_tmp) == []
