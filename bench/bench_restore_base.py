@@ -70,7 +70,6 @@ def main() -> None:
         sha = synthetic(plain, args.mb)
         sealed = root / "sealed"
         ctx = objects.context_for_key(key)
-        assert ctx is not None
         with plain.open("rb") as src, sealed.open("wb") as dst:
             envelope.seal(src, dst, providers=[kr], context=ctx)
         plain.unlink()

@@ -8,7 +8,8 @@ next target, and the fallback is reported (log warning + :attr:`Sources.notices`
 
 Nothing unauthenticated leaves this module. A base backup is spooled *sealed*
 to the work dir (one download, 0600), then authenticated in full (decrypted
-into a hash sink, with the encryption context its key implies) before the
+into a hash sink, with the encryption contexts its key implies:
+:func:`shipper.objects.accepted_contexts`) before the
 executor unseals it again from the spool into ``mbstream`` or the ``mariadb``
 client: a flipped byte anywhere in the object is found before the first byte
 reaches a server or a datadir. Binlogs go through :func:`shipper.archive.fetch_to_file`,
@@ -98,10 +99,11 @@ class Sources:
         metadata's); on any failure ``spool`` is removed.
         """
         key = cast(str, backup.object_key)
-        context = objects.context_for_key(key)
+        contexts = objects.accepted_contexts(key)  # a key outside the layout: refused here
 
         def read(store: StorageBackend) -> StorageBackend:
             info = store.stat(key)
+            meta = objects.ObjectMeta.from_metadata(info.metadata)
             _download(store, key, spool, info.size)
             try:
                 sink = HashSink()
@@ -110,11 +112,11 @@ class Sources:
                         src,
                         cast(Any, sink),
                         providers=self.providers,
-                        expected_context=context,
+                        expected_context=contexts,
                     )
                 for what, want in (
                     ("the backup record", backup.sha256),
-                    ("the object metadata", info.metadata.get("plaintext_sha256")),
+                    ("the object metadata", meta.plaintext_sha256),
                 ):
                     if want and res.plaintext_sha256 != want:
                         raise IntegrityError(
@@ -137,7 +139,7 @@ class Sources:
                 src,
                 cast(Any, sink),
                 providers=self.providers,
-                expected_context=objects.context_for_key(key),
+                expected_context=objects.accepted_contexts(key),
             )
         if backup.sha256 and res.plaintext_sha256 != backup.sha256:
             # Only if the spool changed on disk between the two passes.

@@ -51,8 +51,7 @@ def _backup(backup_id: str, data: bytes = DUMP) -> BackupInfo:
 
 def _sealed(key: str, data: bytes, kr: LocalKeyring) -> bytes:
     out = io.BytesIO()
-    ctx = objects.context_for_key(key)
-    assert ctx is not None
+    ctx = objects.context_for_key(key)  # what backup take and the shipper seal with
     envelope.seal(io.BytesIO(data), out, providers=[kr], context=ctx, chunk_size=4096)
     return out.getvalue()
 
@@ -154,7 +153,8 @@ def test_binlog_not_matching_the_manifest_is_read_from_the_next_target(
     assert dest.read_bytes() == good
     assert "manifest recorded" in src.notices[0]
     with pytest.raises(ObjectNotFound):
-        Sources([first], [keyring]).fetch_binlog(key + ".gone", dest, None, "mysql-bin.000004")
+        gone = objects.binlog_key("acme", 7, 1795000000, "mysql-bin.000004")
+        Sources([first], [keyring]).fetch_binlog(gone, dest, None, "mysql-bin.000004")
 
 
 def test_no_target_is_refused() -> None:
