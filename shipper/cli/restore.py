@@ -337,13 +337,27 @@ def default_work_dir(cfg: Config, args: argparse.Namespace) -> Path:
     return cfg.state_dir / "restore" / hashlib.sha256(into.encode()).hexdigest()[:12]
 
 
+def fallback_keys(cfg: Config, first: str, others: list[Any]) -> list[dict[str, str]]:
+    """For each target after the first: first target's key -> that target's, where the
+    manifest's placements say they differ (a lineage conflict on one target only)."""
+    with Manifest(cfg.state_dir / "manifest.sqlite") as m:
+        mine = [r.object_key for r in m.all(target=first)]
+        maps: list[dict[str, str]] = [{}]
+        for t in others:
+            theirs = [r.object_key for r in m.all(target=t.url)]
+            pairs = zip(mine, theirs, strict=True)
+            maps.append({a: b for a, b in pairs if a and b and a != b})
+    return maps
+
+
 def run_apply(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     backend = open_source(cfg, args.source)
     # The chosen target first, then the others in configured order: an object missing or
     # failing verification in one is read from the next.
     first = args.source or cfg.targets[0].url
-    stores = [backend] + [open_backend(t.url, t.options) for t in cfg.targets if t.url != first]
+    others = [t for t in cfg.targets if t.url != first]
+    stores = [backend] + [open_backend(t.url, t.options) for t in others]
     providers = [make_provider(k) for k in cfg.keys]
     plan = make_plan(args, cfg, backend, providers)
     if not args.json:
@@ -361,7 +375,7 @@ def run_apply(args: argparse.Namespace) -> int:
         force=args.force,
     )
     with bar.progress:
-        result = Executor(plan, stores, providers, opts).run()
+        result = Executor(plan, stores, providers, opts, fallback_keys(cfg, first, others)).run()
     for line in result.notices:
         print(f"binlog-shipper: warning: {line}", file=sys.stderr)
     if args.json:

@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -117,8 +117,10 @@ class Executor:
         store: StorageBackend | Sequence[StorageBackend],
         providers: Sequence[KeyProvider],
         opts: ApplyOptions,
+        keys_in: Sequence[Mapping[str, str]] = (),
     ) -> None:
-        """``store``: the target to read, or the targets in the order to try them."""
+        """``store``: the target to read, or the targets in the order to try them;
+        ``keys_in``: see :class:`Sources`."""
         if opts.replay not in REPLAY_PATHS:
             raise RestoreError(f"--replay must be one of {', '.join(REPLAY_PATHS)}")
         if (opts.datadir is None) == (opts.target is None):
@@ -139,7 +141,7 @@ class Executor:
             )
         self.plan = plan
         stores = list(store) if isinstance(store, Sequence) else [store]
-        self.sources = Sources(stores, providers)
+        self.sources = Sources(stores, providers, keys_in)
         self.opts = opts
         # Spool, option files, journal, logs: private (an existing --work-dir is the
         # operator's to set; everything in it is created 0600 / 0700 all the same).

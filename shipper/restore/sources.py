@@ -23,7 +23,7 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
@@ -39,26 +39,38 @@ T = TypeVar("T")
 
 
 class Sources:
-    def __init__(self, stores: Sequence[StorageBackend], providers: Sequence[KeyProvider]) -> None:
+    """``stores`` in the order to try them; ``keys_in[i]`` maps a key of the first
+    target to where ``stores[i]`` holds that object, when it differs (a lineage
+    conflict on one target only: the manifest's placements)."""
+
+    def __init__(
+        self,
+        stores: Sequence[StorageBackend],
+        providers: Sequence[KeyProvider],
+        keys_in: Sequence[Mapping[str, str]] = (),
+    ) -> None:
         if not stores:
             raise RestoreError("no archive target to restore from: configure [[targets]]")
         self.stores = list(stores)
         self.providers = list(providers)
+        self.keys_in = list(keys_in)
         #: one line per fallback, for the operator (the CLI prints them)
         self.notices: list[str] = []
 
-    def _first_good(self, key: str, read: Callable[[StorageBackend], T]) -> T:
-        """``read(store)`` from the first target where it does not fail verification."""
+    def _first_good(self, key: str, read: Callable[[StorageBackend, str], T]) -> T:
+        """``read(store, key there)`` from the first target where it does not fail
+        verification."""
         failures: list[str] = []
         for i, store in enumerate(self.stores):
+            here = self.keys_in[i].get(key, key) if i < len(self.keys_in) else key
             try:
-                got = read(store)
+                got = read(store, here)
             except (ObjectNotFound, IntegrityError) as e:
-                failures.append(f"{store.url}: {e}")
+                failures.append(f"{store.url}/{here}: {e}")
                 if i + 1 < len(self.stores):
                     nxt = self.stores[i + 1].url
                     what = "is missing" if isinstance(e, ObjectNotFound) else "failed verification"
-                    line = f"{key} {what} in {store.url} ({e}); reading it from {nxt}"
+                    line = f"{here} {what} in {store.url} ({e}); reading it from {nxt}"
                     log.info("%s", line)
                     self.notices.append(line)
                     continue
@@ -69,7 +81,7 @@ class Sources:
                     "restored from it:\n  " + "\n  ".join(failures)
                 ) from e
             if i:
-                self.notices.append(f"{key} read from {store.url}")
+                self.notices.append(f"{here} read from {store.url}")
             return got
         raise AssertionError("unreachable: stores is not empty")
 
@@ -77,7 +89,7 @@ class Sources:
     def fetch_binlog(self, key: str, dest: Path, sha256: str | None, name: str) -> Path:
         """Decrypt ``key`` to ``dest`` (renamed into place once authenticated)."""
 
-        def read(store: StorageBackend) -> Path:
+        def read(store: StorageBackend, key: str) -> Path:
             got = fetch_to_file(store, key, self.providers, dest).plaintext_sha256
             if sha256 and got != sha256:
                 dest.unlink(missing_ok=True)
@@ -101,7 +113,7 @@ class Sources:
         key = cast(str, backup.object_key)
         contexts = objects.accepted_contexts(key)  # a key outside the layout: refused here
 
-        def read(store: StorageBackend) -> StorageBackend:
+        def read(store: StorageBackend, _: str) -> StorageBackend:  # backups: one key
             info = store.stat(key)
             meta = objects.ObjectMeta.from_metadata(info.metadata)
             _download(store, key, spool, info.size)

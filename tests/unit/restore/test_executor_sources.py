@@ -239,3 +239,29 @@ def test_a_spool_that_does_not_fit_says_how_much_space_it_needs(
         Sources([store], [keyring]).spool_backup(b, spool)
     assert f"needs {len(blob)} bytes" in str(e.value) and "--work-dir" in str(e.value)
     assert not spool.exists()
+
+
+def test_fallback_reads_the_key_the_next_target_holds_the_binlog_at(
+    keyring: LocalKeyring, tmp_path: Path
+) -> None:
+    """A lineage conflict on the second target only: there the binlog is at its lineage
+    key (the manifest's placement), and the normal key holds another file."""
+    key = objects.binlog_key("acme", 7, 1795000000, "mysql-bin.000005")
+    data, other = b"\xfebinlog" + b"z" * 3000, b"\xfebinlog" + b"w" * 3000
+    sha = hashlib.sha256(data).hexdigest()
+    there = objects.lineage_key(key, sha)
+    first, second = _stores("placement", 2)
+    _put(second, key, _sealed(key, other, keyring), other)
+    _put(second, there, _sealed(there, data, keyring), data)
+    src = Sources([first, second], [keyring], [{}, {key: there}])
+    dest = tmp_path / "b"
+    src.fetch_binlog(key, dest, sha, "mysql-bin.000005")
+    assert dest.read_bytes() == data
+    assert (
+        src.notices
+        == [
+            src.notices[0],
+            f"{there} read from {second.url}",
+        ]
+        and f"{key} is missing in {first.url}" in src.notices[0]
+    )
