@@ -374,10 +374,13 @@ def run_apply(args: argparse.Namespace) -> int:
         progress=bar,
         force=args.force,
     )
-    with bar.progress:
-        result = Executor(plan, stores, providers, opts, fallback_keys(cfg, first, others)).run()
-    for line in result.notices:
-        print(f"binlog-shipper: warning: {line}", file=sys.stderr)
+    ex = Executor(plan, stores, providers, opts, fallback_keys(cfg, first, others))
+    try:
+        with bar.progress:
+            result = ex.run()
+    finally:  # also when the restore fails: what fell back, what was stopped or redone
+        for line in ex.notices:
+            print(f"binlog-shipper: warning: {line}", file=sys.stderr)
     if args.json:
         print_json(
             {

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -166,6 +167,28 @@ class Executor:
 
     # -- the whole restore
     def run(self) -> ApplyResult:
+        with self._exclusive():
+            return self._run()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One restore per work dir at a time: a rerun stops the server it finds
+        recorded there, which must never be a live run's. The kernel drops the lock
+        of a killed run (the servers we start do not inherit it: close_fds)."""
+        fd = os.open(self.opts.work_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RestoreError(
+                    f"another restore apply is running with work dir {self.opts.work_dir}: "
+                    "wait for it, or stop it and run again"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def _run(self) -> ApplyResult:
         total = sum(replay.step_size(s) for s in self.plan.steps)
         if self.journal.doc.get("done"):
             log.info("restore already completed per %s", self.journal.path)

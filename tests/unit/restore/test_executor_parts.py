@@ -65,3 +65,23 @@ def test_journal_belongs_to_one_plan_and_destination(archive: Archive, tmp_path:
     other = ApplyOptions(work_dir=tmp_path / "w", datadir=tmp_path / "elsewhere")
     with pytest.raises(RestoreError, match="belongs to another restore plan"):
         Executor(a, store, [], other)  # type: ignore[arg-type]
+
+
+def test_one_restore_per_work_dir(archive: Archive, tmp_path: Path) -> None:
+    """A second restore apply on a work dir in use is refused before it touches
+    anything: it would take the running one's server for a stale one and stop it."""
+    import fcntl
+    import os
+
+    plan = plan_restore(parse_target("latest"), archive.backups, archive.binlogs, archive.load)
+    store: object = None
+    opts = ApplyOptions(work_dir=tmp_path / "w", datadir=tmp_path / "d")
+    ex = Executor(plan, store, [], opts)  # type: ignore[arg-type]
+    fd = os.open(tmp_path / "w" / "lock", os.O_RDWR | os.O_CREAT)  # "the other run"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(RestoreError, match="another restore apply is running"):
+            ex.run()
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "d").exists()
