@@ -212,9 +212,11 @@ def make_plan(
     backend: StorageBackend,
     providers: list[Any],
     catalog: Catalog | None = None,
+    check: bool = True,
 ) -> Plan:
     """Plan from ``catalog`` (default: :func:`open_catalog`), then check that every object
-    the plan names is in ``backend`` before anything else is done."""
+    the plan names is in ``backend`` before anything else is done (``check=False``:
+    the caller checks, e.g. across every target for ``restore apply``'s fallback)."""
     if catalog is None:
         catalog = open_catalog(
             cfg,
@@ -241,7 +243,8 @@ def make_plan(
         ambiguous=args.ambiguous,
         backup_id=args.backup_id,
     )
-    check_objects(plan, backend, catalog)
+    if check:
+        check_objects(plan, backend, catalog)
     return plan
 
 
@@ -339,15 +342,48 @@ def default_work_dir(cfg: Config, args: argparse.Namespace) -> Path:
 
 def fallback_keys(cfg: Config, first: str, others: list[Any]) -> list[dict[str, str]]:
     """For each target after the first: first target's key -> that target's, where the
-    manifest's placements say they differ (a lineage conflict on one target only)."""
-    with Manifest(cfg.state_dir / "manifest.sqlite") as m:
-        mine = [r.object_key for r in m.all(target=first)]
-        maps: list[dict[str, str]] = [{}]
-        for t in others:
-            theirs = [r.object_key for r in m.all(target=t.url)]
-            pairs = zip(mine, theirs, strict=True)
-            maps.append({a: b for a, b in pairs if a and b and a != b})
+    manifest's placements say they differ (a lineage conflict on one target only).
+    Without a usable manifest (a fresh machine): the same keys everywhere."""
+    maps: list[dict[str, str]] = [{} for _ in range(len(others) + 1)]
+    path = cfg.state_dir / "manifest.sqlite"
+    if not path.exists():
+        return maps
+    try:
+        with Manifest(path) as m:
+            mine = [r.object_key for r in m.all(target=first)]
+            for i, t in enumerate(others, 1):
+                theirs = [r.object_key for r in m.all(target=t.url)]
+                pairs = zip(mine, theirs, strict=True)
+                maps[i] = {a: b for a, b in pairs if a and b and a != b}
+    except StateError:
+        pass  # a damaged manifest: the plan came from the archive (open_catalog)
     return maps
+
+
+def check_everywhere(
+    plan: Plan, stores: list[StorageBackend], keys_in: list[dict[str, str]]
+) -> None:
+    """Every object the plan names is in at least one target (tried in order), before
+    anything is applied: one stat each where the first target holds it."""
+    keys = [plan.backup.object_key] if plan.backup.object_key else []
+    for s in plan.steps:
+        if not s.object_key:
+            raise RestoreError(f"binlog {s.name} has no object key in the catalog")
+        keys.append(s.object_key)
+    for key in keys:
+        tried = []
+        for store, mapping in zip(stores, keys_in, strict=True):
+            here = mapping.get(key, key)
+            try:
+                store.stat(here)
+                break
+            except ObjectNotFound:
+                tried.append(f"{store.url}/{here}")
+        else:
+            raise RestoreError(
+                f"{key} is in the plan but in no configured target ({', '.join(tried)}); "
+                "restore to a point before it, or from a backup taken after it"
+            )
 
 
 def run_apply(args: argparse.Namespace) -> int:
@@ -359,7 +395,9 @@ def run_apply(args: argparse.Namespace) -> int:
     others = [t for t in cfg.targets if t.url != first]
     stores = [backend] + [open_backend(t.url, t.options) for t in others]
     providers = [make_provider(k) for k in cfg.keys]
-    plan = make_plan(args, cfg, backend, providers)
+    plan = make_plan(args, cfg, backend, providers, check=False)
+    keys_in = fallback_keys(cfg, first, others)
+    check_everywhere(plan, stores, keys_in)
     if not args.json:
         print(describe(plan), flush=True)
     bar = _Bar()
@@ -374,7 +412,7 @@ def run_apply(args: argparse.Namespace) -> int:
         progress=bar,
         force=args.force,
     )
-    ex = Executor(plan, stores, providers, opts, fallback_keys(cfg, first, others))
+    ex = Executor(plan, stores, providers, opts, keys_in)
     try:
         with bar.progress:
             result = ex.run()

@@ -238,8 +238,6 @@ def test_missing_objects_are_read_from_the_second_target(
     state, first, second = clone(safety, tmp_path)
     new = safety.dumps[1]
     key = backup_key(state, new)
-    (first / key).unlink()
-    (first / (key + ".meta.json")).unlink()
     rc, out, _ = run_cli(
         ["restore", "plan", "--to", "latest", "--backup", new, "--state-dir", str(state), "--json"],
         capsys,
@@ -247,6 +245,8 @@ def test_missing_objects_are_read_from_the_second_target(
     steps = json.loads(out)["binlogs"]
     assert rc == 0 and len(steps) >= 3
     binlog = first / steps[1]["object_key"]
+    (first / key).unlink()
+    (first / (key + ".meta.json")).unlink()
     binlog.unlink()
     binlog.with_name(binlog.name + ".meta.json").unlink()
     rc, out, err = run_cli(
@@ -267,6 +267,12 @@ def test_missing_objects_are_read_from_the_second_target(
     )
     assert "warning: " in err and key in err
     assert restored_checksums(tmp_path / "r") == safety.w.moments[-1].checksums
+    # Gone from both: refused before anything is restored.
+    (second / key).unlink()
+    data = tmp_path / "r2" / "data"
+    rc, _, err = run_cli(apply_args(state, new, tmp_path / "w2", "--datadir", str(data)), capsys)
+    assert rc == 12 and f"{key} is in the plan but in no configured target" in err, err
+    assert not data.exists()
 
 
 # -- --target-dsn
