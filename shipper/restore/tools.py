@@ -153,7 +153,7 @@ def run_sql(
         cmd = [client, *a, "--batch", "--skip-column-names", "--raw", "-e", sql]
         if database:
             cmd.append(database)
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        res = _run_client(conn, cmd, sql, timeout)
     if res.returncode != 0:
         raise DatabaseError(
             f"query on {conn.describe()} failed: {sql[:200]!r}: {res.stderr.strip()[-1000:]}"
@@ -161,12 +161,25 @@ def run_sql(
     return [line.split("\t") for line in res.stdout.splitlines()]
 
 
+def _run_client(
+    conn: Conn, cmd: list[str], sql: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    # A client that does not answer in time is a database failure like any other
+    # (a busy or still-starting server): callers that poll treat it as "not yet".
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DatabaseError(
+            f"query on {conn.describe()} did not answer in {timeout:g} s: {sql[:200]!r}"
+        ) from None
+
+
 def run_sql_dicts(conn: Conn, sql: str, *, timeout: float = 600) -> list[dict[str, str]]:
     """Like :func:`run_sql`, one dict per row keyed by column name."""
     client = find_tool("mariadb", "mysql")
     with conn.args() as a:
         cmd = [client, *a, "--batch", "--raw", "-e", sql]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        res = _run_client(conn, cmd, sql, timeout)
     if res.returncode != 0:
         raise DatabaseError(
             f"query on {conn.describe()} failed: {sql[:200]!r}: {res.stderr.strip()[-1000:]}"
@@ -194,7 +207,23 @@ def check_call(
     stdin: int | None = None,
     timeout: float | None = None,
 ) -> None:
-    """Run ``cmd``; on failure raise RestoreError with the tail of its output."""
+    """Run ``cmd``; on failure (or past ``timeout``) raise RestoreError with its output's tail."""
+    try:
+        _check_call(cmd, what=what, log=log, stdin=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RestoreError(
+            f"{what} did not finish in {timeout:g} s: {' '.join(cmd[:3])} ..."
+        ) from None
+
+
+def _check_call(
+    cmd: Sequence[str],
+    *,
+    what: str,
+    log: Path | None,
+    stdin: int | None,
+    timeout: float | None,
+) -> None:
     if log is not None:
         with log.open("ab") as out:
             rc = subprocess.run(
