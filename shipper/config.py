@@ -79,6 +79,41 @@ class MySQLConfig:
             ) from e
 
 
+#: where PagerDuty's Events API v2 takes events
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """``[alerts]``: PagerDuty Events API v2 events when a threshold is crossed (0 = off)."""
+
+    routing_key_file: str
+    url: str = PAGERDUTY_EVENTS_URL
+    #: closed binlogs not yet committed
+    queue_depth: int = 0
+    #: binlog_archive_lag_seconds (the live RPO)
+    archive_lag_seconds: float = 0
+    #: binlog_oldest_unarchived_expiry_seconds below this
+    expiry_seconds: float = 0
+    #: alert while a target's circuit is open
+    circuit_open: bool = True
+    #: attempts per event (retried with backoff, in the background)
+    attempts: int = 5
+    #: seconds per HTTP request
+    timeout: float = 10.0
+
+    def routing_key(self) -> str:
+        try:
+            key = Path(self.routing_key_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"alerts.routing_key_file {self.routing_key_file!r}: {e.strerror}"
+            ) from e
+        if not key:
+            raise ConfigError(f"alerts.routing_key_file {self.routing_key_file!r} is empty")
+        return key
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     url: str
@@ -104,7 +139,15 @@ class Config:
     verify: str = "auto"
     poll_interval: float = 10.0
     purge_warning_seconds: int = 3600
+    #: deprecated: metrics_address = "127.0.0.1:PORT" (folded into metrics_address)
     metrics_port: int = 0
+    #: host:port for /metrics in watch mode ("" = off)
+    metrics_address: str = ""
+    #: node_exporter textfile, rewritten after every pass ("" = off)
+    metrics_textfile: str = ""
+    #: structured events as JSON lines appended here ("" = stderr)
+    events_file: str = ""
+    alerts: AlertConfig | None = None
 
     @property
     def tenant_prefix(self) -> str:
@@ -272,6 +315,10 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             "poll_interval",
             "purge_warning_seconds",
             "metrics_port",
+            "metrics_address",
+            "metrics_textfile",
+            "events_file",
+            "alerts",
         },
     )
     tenant = top.get("tenant", str, "default")
@@ -291,6 +338,15 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         "purge_warning_seconds", 3600, 0, 366 * 86400, integer=True, unit="seconds"
     )
     metrics_port = top.number("metrics_port", 0, 0, 65535, integer=True)
+    metrics_address = top.get("metrics_address", str, "")
+    if metrics_port and metrics_address:
+        raise ConfigError("set metrics_address or metrics_port (deprecated), not both")
+    if metrics_port:
+        metrics_address = f"127.0.0.1:{metrics_port}"
+    if metrics_address:
+        from shipper.telemetry import parse_address
+
+        parse_address(metrics_address)  # refuse a bad value at load, not at first serve
 
     m = _Section(
         raw.get("mysql", {}),
@@ -377,6 +433,51 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         poll_interval=poll,
         purge_warning_seconds=purge_warning,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        metrics_textfile=top.get("metrics_textfile", str, ""),
+        events_file=top.get("events_file", str, ""),
+        alerts=_alerts(raw.get("alerts")),
+    )
+
+
+def _alerts(raw: Any) -> AlertConfig | None:
+    if raw is None:
+        return None
+    a = _Section(
+        raw,
+        "alerts.",
+        {
+            "url",
+            "routing_key_file",
+            "queue_depth",
+            "archive_lag_seconds",
+            "expiry_seconds",
+            "circuit_open",
+            "attempts",
+            "timeout",
+        },
+    )
+    url = a.get("url", str, PAGERDUTY_EVENTS_URL)
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"alerts.url must be an http(s) URL, got {url!r}")
+    key_file = a.get("routing_key_file", str, "")
+    if not key_file:
+        raise ConfigError("alerts.routing_key_file is required (a file holding the routing key)")
+    day = 86400
+    queue_depth = a.number("queue_depth", 0, 0, 1_000_000, integer=True)
+    lag = a.number("archive_lag_seconds", 0, 0, 366 * day, unit="seconds")
+    expiry = a.number("expiry_seconds", 0, 0, 366 * day, unit="seconds")
+    attempts = a.number("attempts", 5, 1, 100, integer=True)
+    timeout = a.number("timeout", 10.0, 0, 600, lo_open=True, unit="seconds")
+    return AlertConfig(
+        routing_key_file=key_file,
+        url=url,
+        queue_depth=queue_depth,
+        archive_lag_seconds=float(lag),
+        expiry_seconds=float(expiry),
+        circuit_open=a.get("circuit_open", bool, True),
+        attempts=attempts,
+        timeout=float(timeout),
     )
 
 

@@ -8,11 +8,24 @@ their own errors as one of these, ``from`` the cause.
 
 from __future__ import annotations
 
+import re
+
 
 class ShipperError(Exception):
-    """Base of every error binlog-shipper raises on purpose."""
+    """Base of every error binlog-shipper raises on purpose.
+
+    ``code`` is the stable name metrics and events use for it
+    (``binlog_sync_failed_total{error_code=...}``): the class name in snake case,
+    set for every subclass as it is defined, so renaming a class is a visible change.
+    """
 
     exit_code = 1
+    code = "shipper_error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            cls.code = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
 
 class ConfigError(ShipperError):

@@ -7,10 +7,12 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
+from shipper import events
 from shipper.cli.common import add_config_args, load_config, print_json
-from shipper.errors import StorageError
+from shipper.errors import ShipperError, StorageError
 from shipper.pipeline.ship import PassResult, Shipper
 
 log = logging.getLogger(__name__)
@@ -44,13 +46,26 @@ def run(args: argparse.Namespace) -> int:
         for w in doc["warnings"]:
             print(f"binlog-shipper: warning: {w}", file=sys.stderr)
         return 1 if any(c["status"] == "denied" for c in doc.get("checks", [])) else 0
-    shipper = Shipper(cfg)
+    # structured events as JSON lines: stderr, or appended to events_file
+    handler = events.install(Path(cfg.events_file) if cfg.events_file else None)
     try:
-        if args.once:
-            return _report(shipper.run_once())
-        return watch(shipper)
+        shipper = Shipper(cfg)
+        try:
+            if args.once:
+                code = _report(shipper.run_once())
+                _export(shipper)
+                return code
+            return watch(shipper)
+        finally:
+            shipper.close()
     finally:
-        shipper.close()
+        events.uninstall(handler)
+
+
+def _export(shipper: Shipper) -> None:
+    """Rewrite the node_exporter textfile, when one is configured."""
+    if shipper.cfg.metrics_textfile:
+        shipper.metrics.write_textfile(Path(shipper.cfg.metrics_textfile))
 
 
 def _report(res: PassResult) -> int:
@@ -106,8 +121,9 @@ def watch(shipper: Shipper) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if shipper.cfg.metrics_port:
-        shipper.metrics.serve(shipper.cfg.metrics_port)
+    if shipper.cfg.metrics_address:
+        shipper.metrics.serve(shipper.cfg.metrics_address)
+        print(f"metrics on http://{shipper.cfg.metrics_address}/metrics", flush=True)
     with shipper.locked():
         _state, binlog_dir = shipper.discover()
         observer = Observer()
@@ -122,9 +138,19 @@ def watch(shipper: Shipper) -> int:
                     for name in res.shipped:
                         print(f"shipped  {name}", flush=True)
                     _print_targets_down(res)
+                    _export(shipper)
                 except Exception as e:  # keep watching; the error is logged and counted
                     shipper.metrics.failures.labels(stage="pass").inc()
+                    code = e.code if isinstance(e, ShipperError) else events.error_code(e)
+                    shipper.metrics.failure(code)
                     log.error("pass failed: %s", e)
+                    events.emit(
+                        "pass_failed",
+                        str(e),
+                        tenant=shipper.cfg.tenant,
+                        level=logging.ERROR,
+                        code=code,
+                    )
                 wake.wait(shipper.cfg.poll_interval)
         finally:
             observer.stop()

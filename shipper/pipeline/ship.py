@@ -29,8 +29,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shipper import objects
+from shipper import events, objects, tracing
 from shipper.binlog import BinlogInfo, scan_file
 from shipper.config import Config
 from shipper.errors import (
@@ -49,6 +50,9 @@ from shipper.pipeline.targets import TARGET_ERRORS, TargetDown, TargetWriter
 from shipper.pipeline.upload import ObjectWriter
 from shipper.storage import open_backend
 from shipper.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from shipper.alerts import Alerter
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ class Shipper:
         self.providers = (
             list(providers) if providers is not None else [make_provider(k) for k in cfg.keys]
         )
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(cfg.tenant)
         self.writer = ObjectWriter(
             providers=self.providers,
             level=cfg.compression_level,
@@ -108,6 +112,36 @@ class Shipper:
             cfg.tenant,
         )
         self.backends = [b for _, b in self.out.targets]
+        self.alerts = self._telemetry()
+
+    def _telemetry(self) -> Alerter | None:
+        """Series for every target from the start, the RPO from what is committed, and
+        the listeners of circuit changes (events, alerts)."""
+        for url, _ in self.out.targets:
+            self.metrics.target_known(url)
+        committed = [r.last_ts for r in self.manifest.all() if r.state == "committed"]
+        newest = max((t for t in committed if t is not None), default=None)
+        self.metrics.committed(newest, None)
+        self.metrics.on_circuit_change(self._circuit_event)
+        if self.cfg.alerts is None:
+            return None
+        from shipper.alerts import Alerter
+
+        alerter = Alerter(
+            self.cfg.alerts, self.cfg.tenant, self.metrics, self.state_dir / "alerts.json"
+        )
+        self.metrics.on_circuit_change(alerter.circuit)
+        return alerter
+
+    def _circuit_event(self, target: str, state: str, error: str) -> None:
+        events.emit(
+            "circuit_" + state.replace("-", "_"),
+            f"circuit of target {target} is {state}" + (f": {error}" if error else ""),
+            tenant=self.cfg.tenant,
+            level=logging.ERROR if state == "open" else logging.WARNING,
+            code="circuit_open" if state == "open" else None,
+            target=target,
+        )
 
     def _check_state_dir(self) -> None:
         try:
@@ -122,6 +156,8 @@ class Shipper:
             raise StateError(f"state dir {self.state_dir} is not writable: {e.strerror}") from e
 
     def close(self) -> None:
+        if self.alerts is not None:
+            self.alerts.close()
         self.manifest.close()
 
     @contextlib.contextmanager
@@ -165,22 +201,25 @@ class Shipper:
         closed = state.closed
         listed = {n for n, _ in state.binlogs}
         self._record_gaps(closed, result)
+        known = {r.name for r in self.manifest.all()}
         for name, size in closed:
             self.manifest.discover(name, size, self._identity_if_new(binlog_dir / name, name, size))
+            if name not in known:
+                self.metrics.discovered.inc()
         self._warn_purge(state, binlog_dir, result)
         # Rows still pending whose file the server no longer lists are shipped from the
         # staged hardlink if there is one; otherwise they are gaps.
         for row in self.manifest.pending():
             if row.name in listed and row.name == state.active:
                 continue
-            try:
-                outcome = self.ship_one(row.name, binlog_dir, state)
-            except ShipperError as e:
-                self.metrics.failures.labels(stage="ship").inc()
-                self.manifest.record_attempt(row.name, str(e))
-                log.error("binlog %s: %s", row.name, e)
-                result.failed[row.name] = str(e)
-                continue
+            with tracing.binlog_span(row.name, self.cfg.tenant) as trace_id:
+                try:
+                    outcome = self.ship_one(row.name, binlog_dir, state, trace_id=trace_id)
+                except ShipperError as e:
+                    tracing.record_error(e)
+                    self._failed(row.name, e, row.attempts, trace_id)
+                    result.failed[row.name] = str(e)
+                    continue
             getattr(result, outcome).append(row.name)
         backfill(self, binlog_dir, result)
         for down in result.targets_down.values():
@@ -191,8 +230,26 @@ class Shipper:
                 down.error,
                 down.blocked,
             )
-        self.metrics.pending.set(len(self.manifest.pending()))
+        self.metrics.set_queue_depth(len(self.manifest.pending()))
+        if self.alerts is not None:
+            self.alerts.evaluate(self.metrics)
         return result
+
+    def _failed(self, name: str, e: ShipperError, attempts: int, trace_id: str) -> None:
+        self.metrics.failures.labels(stage="ship").inc()
+        self.metrics.failure(e.code)
+        self.manifest.record_attempt(name, str(e))
+        log.error("binlog %s: %s", name, e)
+        events.emit(
+            "binlog_failed",
+            str(e),
+            tenant=self.cfg.tenant,
+            level=logging.ERROR,
+            error=e,
+            binlog=name,
+            retry_count=attempts,
+            trace_id=trace_id,
+        )
 
     def _identity_if_new(self, path: Path, name: str, size: int) -> str | None:
         """The file's identity, when it may differ from what the manifest knows.
@@ -240,18 +297,31 @@ class Shipper:
         self.manifest.journal("gap", name, {"reason": why})
         self.metrics.gaps.inc()
         log.error("GAP: binlog %s was %s; point-in-time restore cannot cross it", name, why)
+        events.emit(
+            "gap",
+            f"binlog {name} was {why}; point-in-time restore cannot cross it",
+            tenant=self.cfg.tenant,
+            level=logging.ERROR,
+            code="gap",
+            binlog=name,
+        )
         result.gaps.append(name)
 
     def _warn_purge(self, state: ServerState, binlog_dir: Path, result: PassResult) -> None:
         if state.expire_seconds <= 0:
             self.metrics.purge_risk.set(0)
+            self.metrics.set_expiry_deadline(None)
             return
         now = time.time()
         at_risk = 0
+        deadline: float | None = None
         for row in self.manifest.pending():
             path = binlog_dir / row.name
             with contextlib.suppress(FileNotFoundError):
-                left = state.expire_seconds - (now - path.stat().st_mtime)
+                # the server's expiry counts from the file's last write, as this does
+                purge_at = path.stat().st_mtime + state.expire_seconds
+                deadline = purge_at if deadline is None else min(deadline, purge_at)
+                left = purge_at - now
                 if left < self.cfg.purge_warning_seconds:
                     at_risk += 1
                     msg = (
@@ -262,11 +332,15 @@ class Shipper:
                     log.warning(msg)
                     result.warnings.append(msg)
         self.metrics.purge_risk.set(at_risk)
+        self.metrics.set_expiry_deadline(deadline)
 
     # -- one binlog --
-    def ship_one(self, name: str, binlog_dir: Path, state: ServerState) -> str:
+    def ship_one(
+        self, name: str, binlog_dir: Path, state: ServerState, *, trace_id: str | None = None
+    ) -> str:
         """Ship ``name``; returns "shipped", "already", "flagged", "gaps" or "blocked"
-        (a write target is down: the row stays pending)."""
+        (a write target is down: the row stays pending). ``trace_id`` (of the binlog's
+        span) goes into the object metadata."""
         started = time.monotonic()
         row = self.manifest.get(name)
         assert row is not None
@@ -298,7 +372,9 @@ class Shipper:
             key = objects.quarantine_key(self.cfg.tenant_prefix, server_id, name, info.sha256)
         else:
             key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp, name)
-        b = self.out.sealed_binlog(name, staged, sealed, info, server_id, state.server_uuid, key)
+        b = self.out.sealed_binlog(
+            name, staged, sealed, info, server_id, state.server_uuid, key, trace_id=trace_id
+        )
         index = None if flagged else info.index.to_bytes()
         placed = self.manifest.placements(name)
         final_keys: dict[str, str] = {}
@@ -344,10 +420,21 @@ class Shipper:
                     name,
                     info.status,
                 )
+            rotated_at = staged.stat().st_mtime  # a hardlink: the server's last write
             self.manifest.advance(name, "committed", error=None)
             self.metrics.shipped.inc()
             self.metrics.bytes.inc(info.size)
             self.metrics.last_commit.set(time.time())
+            self.metrics.committed(info.last_timestamp, rotated_at)
+            events.emit(
+                "committed",
+                f"binlog {name} {outcome}: " + ", ".join(final_keys.values()),
+                tenant=self.cfg.tenant,
+                binlog=name,
+                retry_count=row.attempts,
+                trace_id=b.metadata["trace_id"],
+                outcome=outcome,
+            )
         unstage(self.staging, name)
         self.metrics.duration.observe(time.monotonic() - started)
         log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, b.metadata["trace_id"])
@@ -358,6 +445,15 @@ class Shipper:
         detail = {"crc_error_at": info.crc_error_at, "key": key, "status": info.status}
         self.manifest.journal("flagged", name, detail)
         self.metrics.flagged.inc()
+        events.emit(
+            "flagged",
+            f"binlog {name}: event checksum mismatch at offset {crc_error_at}; quarantined",
+            tenant=self.cfg.tenant,
+            level=logging.ERROR,
+            code="event_checksum_mismatch",
+            binlog=name,
+            key=key,
+        )
         log.error(
             "binlog %s: %s; archived to quarantine key %s and NOT counted as restorable",
             name,

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipper import objects
+from shipper import events, objects
 from shipper.binlog import BinlogInfo
 from shipper.errors import ObjectNotFound, ShipperError, StorageError
 from shipper.manifest import Manifest
@@ -63,14 +63,17 @@ class TargetWriter:
         server_id: int,
         server_uuid: str,
         key: str,
+        *,
+        trace_id: str | None = None,
     ) -> SealedBinlog:
-        """What to upload for a scanned binlog, bound to the context its key implies."""
+        """What to upload for a scanned binlog, bound to the context its key implies;
+        ``trace_id``: the binlog's span's (a fresh one when not given)."""
         fields, header_meta = objects.describe(
             info,
             tenant=self.tenant,
             server_id=server_id,
             server_uuid=server_uuid,
-            trace_id=new_trace_id(),
+            trace_id=trace_id or new_trace_id(),
         )
         return SealedBinlog(
             name=name,
@@ -99,6 +102,8 @@ class TargetWriter:
         if index is not None:
             self.writer.put_index(backend, k, index, b, self.tenant)
         stat = backend.stat(k)
+        if wrote:
+            self.metrics.upload(url)
         self.manifest.place(
             b.name, url, key=k, version=stat.version, envelope_size=stat.size, lineage=lineage
         )
@@ -109,6 +114,16 @@ class TargetWriter:
         if url not in self.down:
             self.down[url] = TargetDown(url, str(e))
             self.metrics.failures.labels(stage="target").inc()
+            self.metrics.failure(e.code, target=url)
+            events.emit(
+                "target_down",
+                f"target {url} failed: {e}; skipped for the rest of this pass",
+                tenant=self.tenant,
+                level=logging.ERROR,
+                error=e,
+                target=url,
+                binlog=name,
+            )
         if name is not None:
             self.manifest.place(name, url, key=None, error=str(e))
 
@@ -117,6 +132,16 @@ class TargetWriter:
             detail = {"target": backend.url, "key": key, "theirs_sha256": theirs}
             self.manifest.journal("lineage_conflict", name, detail)
             self.metrics.lineage.inc()
+            events.emit(
+                "lineage_conflict",
+                f"{key} on {backend.url} holds a different {name}; ours goes to a lineage key",
+                tenant=self.tenant,
+                level=logging.ERROR,
+                code="lineage_conflict",
+                target=backend.url,
+                binlog=name,
+                key=key,
+            )
             log.error(
                 "LINEAGE CONFLICT: %s on %s holds a different %s (RESET MASTER or a "
                 "rebuilt server?); not overwriting it, storing ours under a lineage key",
