@@ -123,9 +123,14 @@ class TargetWriter:
                 error=e,
                 target=url,
                 binlog=name,
+                retry_count=self._attempts(name),
             )
         if name is not None:
             self.manifest.place(name, url, key=None, error=str(e))
+
+    def _attempts(self, name: str | None) -> int:
+        row = self.manifest.get(name) if name else None
+        return row.attempts if row is not None else 0
 
     def _lineage_conflict(self, name: str) -> ConflictHook:
         def hook(backend: StorageBackend, key: str, theirs: str) -> None:
