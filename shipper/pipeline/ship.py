@@ -420,7 +420,7 @@ class Shipper:
                     name,
                     info.status,
                 )
-            rotated_at = staged.stat().st_mtime  # a hardlink: the server's last write
+            rotated_at = _rotated_at(binlog_dir / name, staged)
             self.manifest.advance(name, "committed", error=None)
             self.metrics.shipped.inc()
             self.metrics.bytes.inc(info.size)
@@ -447,10 +447,10 @@ class Shipper:
         self.metrics.flagged.inc()
         events.emit(
             "flagged",
-            f"binlog {name}: event checksum mismatch at offset {crc_error_at}; quarantined",
+            f"binlog {name}: {info.damage}; quarantined at {key}",
             tenant=self.cfg.tenant,
             level=logging.ERROR,
-            code="event_checksum_mismatch",
+            code=info.status,  # crc_mismatch or checksum_flag_mismatch
             binlog=name,
             key=key,
         )
@@ -475,6 +475,16 @@ class Shipper:
             gtid_end=info.gtid_executed_end,
             file_status=info.status,
         )
+
+
+def _rotated_at(source: Path, staged: Path) -> float | None:
+    """When the server last wrote the binlog (its rotation): the mtime of its file, or of
+    the staged hardlink to it; a staged copy is younger, so the older of the two wins."""
+    times = []
+    for p in (source, staged):
+        with contextlib.suppress(OSError):
+            times.append(p.lstat().st_mtime)
+    return min(times, default=None)
 
 
 def _private_dir(path: Path) -> Path:
