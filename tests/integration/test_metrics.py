@@ -272,3 +272,32 @@ def test_each_binlog_has_its_own_trace_and_the_metadata_carries_it(
         )
     finally:
         shipper.close()
+
+
+def test_flagged_and_gap_binlogs_are_events_with_their_codes(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    server: SandboxServer = mariadb_factory(server_id=65)
+    rotate(server, 2)
+    victim = server.binlog_dir / closed_binlogs(server)[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside an event body: its CRC32 no longer matches
+    victim.write_bytes(bytes(data))
+    state = tmp_path / "state"
+    events_file = tmp_path / "events.jsonl"
+    write_config(state, server, tenant="acme", extra=f'events_file = "{events_file}"')
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 1
+    rotate(server, 3)
+    purged = closed_binlogs(server)[-3:-1]
+    server.purge_binary_logs_to(closed_binlogs(server)[-1])
+    assert cli(["run", "--once", "--state-dir", str(state)]) == 1
+    evs = event_lines(events_file)
+    assert all(set(e) >= EVENT_FIELDS for e in evs)
+    flagged = [e for e in evs if e["event"] == "flagged"]
+    assert [(e["binlog"], e["error_code"], e["level"]) for e in flagged] == [
+        (victim.name, "crc_mismatch", "error")
+    ]
+    assert flagged[0]["trace_id"] and flagged[0]["tenant"] == "acme"
+    gaps = [(e["binlog"], e["binlog_index"], e["error_code"]) for e in evs if e["event"] == "gap"]
+    assert gaps == [(n, int(n.rsplit(".")[1]), "gap") for n in purged]
