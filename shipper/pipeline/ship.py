@@ -29,9 +29,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from shipper import events, objects, tracing
+from shipper import objects, tracing
 from shipper.binlog import BinlogInfo, scan_file
 from shipper.config import Config
 from shipper.errors import (
@@ -45,14 +44,12 @@ from shipper.manifest import Manifest, binlog_sequence
 from shipper.pipeline import routing
 from shipper.pipeline.backfill import backfill
 from shipper.pipeline.discover import ServerState, read_state
+from shipper.pipeline.report import Reporter
 from shipper.pipeline.stage import file_identity, stage, staged_files, staged_name, unstage
 from shipper.pipeline.targets import TARGET_ERRORS, TargetDown, TargetWriter
 from shipper.pipeline.upload import ObjectWriter
 from shipper.storage import open_backend
 from shipper.telemetry import Metrics
-
-if TYPE_CHECKING:
-    from shipper.alerts import Alerter
 
 log = logging.getLogger(__name__)
 
@@ -112,35 +109,8 @@ class Shipper:
             cfg.tenant,
         )
         self.backends = [b for _, b in self.out.targets]
-        self.alerts = self._telemetry()
-
-    def _telemetry(self) -> Alerter | None:
-        """Series for every target from the start, the RPO from what is committed, and
-        the listeners of circuit changes (events, alerts)."""
-        for url, _ in self.out.targets:
-            self.metrics.target_known(url)
-        committed = [r.last_ts for r in self.manifest.all() if r.state == "committed"]
-        newest = max((t for t in committed if t is not None), default=None)
-        self.metrics.committed(newest, None)
-        self.metrics.on_circuit_change(self._circuit_event)
-        if self.cfg.alerts is None:
-            return None
-        from shipper.alerts import Alerter
-
-        alerter = Alerter(
-            self.cfg.alerts, self.cfg.tenant, self.metrics, self.state_dir / "alerts.json"
-        )
-        self.metrics.on_circuit_change(alerter.circuit)
-        return alerter
-
-    def _circuit_event(self, target: str, state: str, error: str) -> None:
-        events.emit(
-            "circuit_" + state.replace("-", "_"),
-            f"circuit of target {target} is {state}" + (f": {error}" if error else ""),
-            tenant=self.cfg.tenant,
-            level=logging.ERROR if state == "open" else logging.WARNING,
-            code="circuit_open" if state == "open" else None,
-            target=target,
+        self.report = Reporter(
+            cfg, self.metrics, self.manifest, [u for u, _ in self.out.targets], self.state_dir
         )
 
     def _check_state_dir(self) -> None:
@@ -156,8 +126,7 @@ class Shipper:
             raise StateError(f"state dir {self.state_dir} is not writable: {e.strerror}") from e
 
     def close(self) -> None:
-        if self.alerts is not None:
-            self.alerts.close()
+        self.report.close()
         self.manifest.close()
 
     @contextlib.contextmanager
@@ -217,7 +186,9 @@ class Shipper:
                     outcome = self.ship_one(row.name, binlog_dir, state, trace_id=trace_id)
                 except ShipperError as e:
                     tracing.record_error(e)
-                    self._failed(row.name, e, row.attempts, trace_id)
+                    self.manifest.record_attempt(row.name, str(e))
+                    log.error("binlog %s: %s", row.name, e)
+                    self.report.binlog_failed(row.name, e, row.attempts, trace_id)
                     result.failed[row.name] = str(e)
                     continue
             getattr(result, outcome).append(row.name)
@@ -230,26 +201,8 @@ class Shipper:
                 down.error,
                 down.blocked,
             )
-        self.metrics.set_queue_depth(len(self.manifest.pending()))
-        if self.alerts is not None:
-            self.alerts.evaluate(self.metrics)
+        self.report.pass_done(len(self.manifest.pending()))
         return result
-
-    def _failed(self, name: str, e: ShipperError, attempts: int, trace_id: str) -> None:
-        self.metrics.failures.labels(stage="ship").inc()
-        self.metrics.failure(e.code)
-        self.manifest.record_attempt(name, str(e))
-        log.error("binlog %s: %s", name, e)
-        events.emit(
-            "binlog_failed",
-            str(e),
-            tenant=self.cfg.tenant,
-            level=logging.ERROR,
-            error=e,
-            binlog=name,
-            retry_count=attempts,
-            trace_id=trace_id,
-        )
 
     def _identity_if_new(self, path: Path, name: str, size: int) -> str | None:
         """The file's identity, when it may differ from what the manifest knows.
@@ -297,14 +250,7 @@ class Shipper:
         self.manifest.journal("gap", name, {"reason": why})
         self.metrics.gaps.inc()
         log.error("GAP: binlog %s was %s; point-in-time restore cannot cross it", name, why)
-        events.emit(
-            "gap",
-            f"binlog {name} was {why}; point-in-time restore cannot cross it",
-            tenant=self.cfg.tenant,
-            level=logging.ERROR,
-            code="gap",
-            binlog=name,
-        )
+        self.report.gap(name, why)
         result.gaps.append(name)
 
     def _warn_purge(self, state: ServerState, binlog_dir: Path, result: PassResult) -> None:
@@ -425,15 +371,14 @@ class Shipper:
             self.metrics.shipped.inc()
             self.metrics.bytes.inc(info.size)
             self.metrics.last_commit.set(time.time())
-            self.metrics.committed(info.last_timestamp, rotated_at)
-            events.emit(
-                "committed",
-                f"binlog {name} {outcome}: " + ", ".join(final_keys.values()),
-                tenant=self.cfg.tenant,
-                binlog=name,
-                retry_count=row.attempts,
-                trace_id=b.metadata["trace_id"],
-                outcome=outcome,
+            self.report.committed(
+                name,
+                info,
+                outcome,
+                final_keys.values(),
+                row.attempts,
+                b.metadata["trace_id"],
+                rotated_at,
             )
         unstage(self.staging, name)
         self.metrics.duration.observe(time.monotonic() - started)
@@ -445,15 +390,7 @@ class Shipper:
         detail = {"crc_error_at": info.crc_error_at, "key": key, "status": info.status}
         self.manifest.journal("flagged", name, detail)
         self.metrics.flagged.inc()
-        events.emit(
-            "flagged",
-            f"binlog {name}: {info.damage}; quarantined at {key}",
-            tenant=self.cfg.tenant,
-            level=logging.ERROR,
-            code=info.status,  # crc_mismatch or checksum_flag_mismatch
-            binlog=name,
-            key=key,
-        )
+        self.report.flagged(name, info, key)
         log.error(
             "binlog %s: %s; archived to quarantine key %s and NOT counted as restorable",
             name,
