@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import ConfigError
+from shipper.resilience import ResilienceConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/binlog-shipper/config.toml")
 CLOUDS = ("aws", "gcp", "local")
@@ -105,6 +106,7 @@ class Config:
     poll_interval: float = 10.0
     purge_warning_seconds: int = 3600
     metrics_port: int = 0
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
     @property
     def tenant_prefix(self) -> str:
@@ -272,6 +274,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             "poll_interval",
             "purge_warning_seconds",
             "metrics_port",
+            "resilience",
         },
     )
     tenant = top.get("tenant", str, "default")
@@ -363,6 +366,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         keys.append(dict(k))
 
     return Config(
+        resilience=_resilience(raw.get("resilience", {})),
         path=path,
         tenant=tenant,
         state_dir=Path(state_dir),
@@ -378,6 +382,26 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         purge_warning_seconds=purge_warning,
         metrics_port=metrics_port,
     )
+
+
+def _resilience(raw: Any) -> ResilienceConfig:
+    d = ResilienceConfig()
+    r = _Section(raw, "resilience.", set(d.__dataclass_fields__))
+    out = ResilienceConfig(
+        retry_attempts=r.get("retry_attempts", int, d.retry_attempts),
+        retry_base=float(r.get("retry_base", (int, float), d.retry_base)),
+        retry_max_wait=float(r.get("retry_max_wait", (int, float), d.retry_max_wait)),
+        breaker_threshold=r.get("breaker_threshold", int, d.breaker_threshold),
+        breaker_cooldown=float(r.get("breaker_cooldown", (int, float), d.breaker_cooldown)),
+        failover=r.get("failover", bool, d.failover),
+    )
+    for name in ("retry_attempts", "breaker_threshold"):
+        if getattr(out, name) < 1:
+            raise ConfigError(f"resilience.{name} must be >= 1, got {getattr(out, name)}")
+    for name in ("retry_base", "retry_max_wait", "breaker_cooldown"):
+        if getattr(out, name) < 0:
+            raise ConfigError(f"resilience.{name} must be >= 0, got {getattr(out, name)}")
+    return out
 
 
 def render_default(

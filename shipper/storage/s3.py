@@ -121,6 +121,9 @@ class S3Backend:
         sse_kms_key_id: str | None = None,
         object_lock_mode: str | None = None,
         object_lock_days: int | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        sdk_max_attempts: int = 1,
     ) -> None:
         if not bucket:
             raise ConfigError("s3 target needs a bucket: s3://BUCKET/prefix")
@@ -141,6 +144,9 @@ class S3Backend:
         self.sse_kms_key_id = sse_kms_key_id
         self.object_lock_mode = object_lock_mode.upper() if object_lock_mode else None
         self.object_lock_days = object_lock_days
+        # botocore's own retries stay off by default: shipper.storage.retry retries
+        # every call, so the backoff and the circuit breaker see every failure
+        self.timeouts = (connect_timeout, read_timeout, max(1, sdk_max_attempts))
         self.client = client if client is not None else self._make_client()
 
     @classmethod
@@ -156,14 +162,21 @@ class S3Backend:
             "sse_kms_key_id",
             "object_lock_mode",
             "object_lock_days",
+            "connect_timeout",
+            "read_timeout",
+            "sdk_max_attempts",
         }
         unknown = set(opts) - known
         if unknown:
             raise ConfigError(f"target {url!r}: unknown s3 option(s) {sorted(unknown)}")
         kw: dict[str, Any] = dict(opts)
-        for name in ("multipart_threshold", "part_size", "max_concurrency", "object_lock_days"):
+        ints = ("multipart_threshold", "part_size", "max_concurrency", "object_lock_days")
+        for name in (*ints, "sdk_max_attempts"):
             if kw.get(name) is not None:
                 kw[name] = int(kw[name])
+        for name in ("connect_timeout", "read_timeout"):
+            if kw.get(name) is not None:
+                kw[name] = float(kw[name])
         return cls(p.netloc, p.path, **kw)
 
     def _make_client(self) -> Any:
@@ -171,7 +184,9 @@ class S3Backend:
         from botocore.config import Config
 
         cfg = Config(
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "total_max_attempts": self.timeouts[2]},
+            connect_timeout=self.timeouts[0],
+            read_timeout=self.timeouts[1],
             max_pool_connections=max(10, self.max_concurrency + 2),
             # custom endpoints (moto, MinIO, Ceph) rarely do virtual-hosted buckets
             s3={"addressing_style": "path"} if self.endpoint_url else None,

@@ -1,0 +1,224 @@
+"""Shipping through a fault-injecting proxy in front of moto server and fake-gcs-server.
+
+20% of the requests to either cloud are answered with 429 / 503, reset, or
+stalled past the client's read timeout, while the real MariaDB rotates a few
+dozen binlogs. Every binlog must be archived exactly once on each cloud,
+committed in order, and the failures counted by ``error_code``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipper.errors import ObjectNotFound, PermissionDenied, StorageError
+from shipper.keys.local import LocalKeyring
+from shipper.pipeline.ship import Shipper
+from shipper.sandbox import SandboxServer
+from shipper.storage import open_backend
+from shipper.storage.retry import RetryingBackend
+from tests.helpers import closed_binlogs, parse, rotate
+from tests.services.cloud import FakeGcs, Moto, MotoAuth
+from tests.services.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.mariadb
+
+TIMEOUTS = "connect_timeout = 1\nread_timeout = 1"
+
+
+def config(
+    state: Path,
+    server: SandboxServer,
+    *,
+    s3: tuple[str, str] | None = None,
+    gs: str | None = None,
+    routing: str = 'primary = "aws"\ndirect_dual = true',
+    resilience: str = "",
+) -> str:
+    """A config for ``server`` writing s3 (url, endpoint) and/or gs (url) targets."""
+    state.mkdir(parents=True, exist_ok=True)
+    keyring = state / "keyring"
+    if not keyring.exists():
+        LocalKeyring.create(keyring)
+    targets = ""
+    if s3 is not None:
+        targets += (
+            f'[[targets]]\nurl = "{s3[0]}"\nendpoint_url = "{s3[1]}"\nregion = "us-east-1"\n'
+            f"{TIMEOUTS}\n\n"
+        )
+    if gs is not None:
+        targets += f'[[targets]]\nurl = "{gs}"\ntimeout = 1\n\n'
+    return f"""
+tenant = "acme"
+state_dir = "{state}"
+
+[mysql]
+socket = "{server.socket_path}"
+user = "root"
+
+[routing]
+{routing}
+
+[resilience]
+{resilience}
+
+{targets}
+[[keys]]
+provider = "local"
+path = "{keyring}"
+"""
+
+
+def binlog_objects(keys: Iterator[str]) -> Counter[str]:
+    """binlog name -> how many objects hold it (any key: plain, lineage, quarantine)."""
+    out: Counter[str] = Counter()
+    for k in keys:
+        base = k.rsplit("/", 1)[-1]
+        if ".zst.enc" in base and ".idx." not in base:
+            out[base.split(".zst.enc")[0].split("~")[0]] += 1
+    return out
+
+
+@pytest.fixture()
+def proxies(moto: Moto, fake_gcs: FakeGcs) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    with (
+        FaultProxy(moto.endpoint_url, rate=0.2, seed=11, flavor="s3", stall=2) as s3p,
+        FaultProxy(fake_gcs.endpoint_url, rate=0.2, seed=12, flavor="gcs", stall=2) as gsp,
+    ):
+        yield s3p, gsp
+
+
+def test_twenty_percent_faults_lose_nothing_and_duplicate_nothing(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    fake_gcs: FakeGcs,
+    proxies: tuple[FaultProxy, FaultProxy],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s3p, gsp = proxies
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gsp.url)
+    server = mariadb_factory(server_id=61)
+    s3_bucket = moto.bucket(versioning=True)
+    gs_bucket = fake_gcs.bucket()
+    text = config(
+        tmp_path / "state",
+        server,
+        s3=(f"s3://{s3_bucket}/arch", s3p.url),
+        gs=f"gs://{gs_bucket}/arch",
+        resilience="retry_attempts = 8\nretry_base = 0.05\nretry_max_wait = 0.5\n"
+        "breaker_threshold = 1000",
+    )
+    shipper = Shipper(parse(text))
+    try:
+        # rotations and passes interleave, as in `run`: 6 rounds of 5 binlogs
+        for _ in range(6):
+            rotate(server, 5, rows=20)
+            shipper.run_once()
+        for _ in range(5):  # what a pass held back (a target down for it) goes next pass
+            if not shipper.manifest.pending():
+                break
+            shipper.run_once()
+        names = closed_binlogs(server)
+        assert len(names) >= 30
+        rows = {r.name: r for r in shipper.manifest.all()}
+        assert all(rows[n].state == "committed" for n in names), {
+            n: (rows[n].state, rows[n].error) for n in names if rows[n].state != "committed"
+        }
+        # committed in order: a later binlog never committed before an earlier one
+        committed = sorted((rows[n] for n in names), key=lambda r: r.sequence)
+        stamps = [r.committed_at or 0 for r in committed]
+        assert stamps == sorted(stamps)
+        # each on both clouds, exactly once (one version on the versioned bucket)
+        versions = moto.s3.list_object_versions(Bucket=s3_bucket)["Versions"]
+        assert binlog_objects(v["Key"] for v in versions) == Counter(dict.fromkeys(names, 1))
+        blobs = fake_gcs.client().list_blobs(gs_bucket)
+        assert binlog_objects(b.name for b in blobs) == Counter(dict.fromkeys(names, 1))
+        for n in names:
+            assert set(shipper.manifest.placements(n)) == {
+                f"s3://{s3_bucket}/arch",
+                f"gs://{gs_bucket}/arch",
+            }
+        counted = _failures_by_code(shipper)
+    finally:
+        shipper.close()
+    injected = s3p.injected + gsp.injected
+    assert sum(injected.values()) >= 50, injected
+    # Every fault the proxy injected on an object request reached the shipper as a
+    # counted failure. (Faults on "does the bucket exist?", which a backend asks after
+    # a 404 to word its error, are not storage calls of the shipper's: they only mean
+    # "cannot tell", and the 404 stands.)
+    faults = [r for p in (s3p, gsp) for r in p.log if not r.endswith(" -")]
+    on_objects = [r for r in faults if not _bucket_only(r.split()[1])]
+    assert sum(counted.values()) == len(on_objects), (counted, on_objects)
+    assert {"SlowDown", "TooManyRequests", "503", "429"} <= set(counted), counted
+    assert any("Timeout" in c for c in counted), counted  # the stalls
+    assert any("Connection" in c for c in counted), counted  # the resets
+
+
+def _bucket_only(path: str) -> bool:
+    """S3 ``/bucket`` or GCS ``/storage/v1/b/bucket`` (no object in the path)."""
+    path = path.split("?")[0].rstrip("/")
+    if path.startswith("/storage/v1/b/"):
+        return "/o" not in path[len("/storage/v1/b/") :]
+    return path.count("/") == 1
+
+
+def _failures_by_code(shipper: Shipper) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for metric in shipper.metrics.registry.collect():
+        if metric.name == "binlog_shipper_storage_errors":
+            for s in metric.samples:
+                if s.name.endswith("_total") and s.labels["transient"] == "true":
+                    out[s.labels["error_code"]] += int(s.value)
+    return out
+
+
+def test_permanent_errors_surface_at_once(
+    moto: Moto, moto_auth: MotoAuth, fake_gcs: FakeGcs
+) -> None:
+    """A missing bucket, access denied and metadata too large are not retried: one
+    request each (none for the metadata), through the retry wrapper every backend
+    from open_backend gets."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    with (
+        FaultProxy(moto.endpoint_url) as s3p,
+        FaultProxy(fake_gcs.endpoint_url, flavor="gcs") as gsp,
+        FaultProxy(moto_auth.endpoint_url) as authp,
+    ):
+        s3 = open_backend(
+            "s3://no-such-bucket-here/p", {"endpoint_url": s3p.url, "region": "us-east-1"}
+        )
+        client = storage.Client(
+            project="p",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": gsp.url},
+        )
+        gs = open_backend("gs://no-such-bucket-here/p", {"client": client})
+        for backend, proxy in ((s3, s3p), (gs, gsp)):
+            assert isinstance(backend, RetryingBackend)
+            with pytest.raises(ObjectNotFound, match="bucket no-such-bucket-here"):
+                backend.put("k", io.BytesIO(b"x"), size=1, metadata={})
+            writes = [r for r in proxy.log if r.startswith(("PUT", "POST"))]
+            assert len(writes) == 1, proxy.log  # (a GET may ask whether the bucket exists)
+
+        denied = open_backend(
+            f"s3://{moto.bucket()}/p",
+            {"client": Moto(endpoint_url=authp.url).client("s3", **moto_auth.allowed)},
+        )
+        with pytest.raises(PermissionDenied):
+            denied.put("k", io.BytesIO(b"x"), size=1, metadata={})
+        assert authp.requests == 1
+
+        with pytest.raises(StorageError, match="metadata") as e:
+            open_backend(
+                f"s3://{moto.bucket()}/p", {"endpoint_url": s3p.url, "region": "us-east-1"}
+            ).put("k", io.BytesIO(b"x"), size=1, metadata={"big": "x" * 4000})
+        assert not e.value.transient
+        assert s3p.requests == 1  # refused before any request
