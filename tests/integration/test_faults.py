@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,77 @@ def test_permanent_errors_surface_at_once(
             ).put("k", io.BytesIO(b"x"), size=1, metadata={"big": "x" * 4000})
         assert not e.value.transient
         assert s3p.requests == 1  # refused before any request
+
+
+def test_blackholed_endpoint_times_out_and_opens_the_circuit(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,  # for its test credentials in the environment
+    tmp_path: Path,
+) -> None:
+    """moto in a network namespace of the test's own; its link taken down, so requests
+    hang (no refusal, no HTTP error): the client times out, the circuit opens, the pass
+    ends and leaves no thread behind."""
+    import sys
+    import threading
+
+    from shipper.storage.breaker import OPEN
+    from tests.services.cloud import _wait_http
+    from tests.services.netns import Netns
+
+    moto_bin = str(Path(sys.executable).with_name("moto_server"))
+    with Netns() as ns:
+        port = 5000
+        proc = ns.start([moto_bin, "-H", ns.addr, "-p", str(port)])
+        endpoint = f"http://{ns.addr}:{port}"
+        _wait_http(f"{endpoint}/", proc)
+        bucket = Moto(endpoint_url=endpoint).bucket()
+        server = mariadb_factory(server_id=63)
+        s3 = f"s3://{bucket}/a"
+        text = config(
+            tmp_path / "state",
+            server,
+            s3=(s3, endpoint),
+            routing='primary = "aws"',
+            resilience="breaker_threshold = 1\nbreaker_cooldown = 3600\n"
+            "retry_attempts = 2\nretry_base = 0.01",
+        )
+        shipper = Shipper(parse(text))
+        try:
+            rotate(server, 1, rows=20)
+            assert shipper.run_once().ok  # reachable: shipped
+        finally:
+            shipper.close()
+
+        ns.blackhole()
+        rotate(server, 1, rows=20)
+        before = set(threading.enumerate())
+        box: dict[str, Any] = {}
+
+        def one_pass() -> None:  # a restarted shipper (its manifest is its thread's own)
+            sh = Shipper(parse(text))
+            try:
+                box["res"] = sh.run_once()
+                box["state"] = sh.resilient.breakers[s3].state
+                box["counted"] = _failures_by_code(sh)
+            finally:
+                sh.close()
+
+        t = threading.Thread(target=one_pass, daemon=True)
+        t.start()
+        # each call ends at connect_timeout = read_timeout = 1 s, times 2 attempts; the
+        # bound here is only how long the test waits before calling the pass stuck
+        t.join(timeout=120)
+        assert not t.is_alive(), "the pass is stuck on a black-holed endpoint"
+        res = box["res"]
+        assert not res.ok and res.blocked == closed_binlogs(server)[-1:]
+        assert box["state"] == OPEN
+        assert box["counted"], box
+        assert set(box["counted"]) <= {"ConnectTimeoutError", "ReadTimeoutError"}, box
+        left = [th for th in set(threading.enumerate()) - before if th.is_alive()]
+        assert not left, left
+        # the open circuit outlives the process: the next shipper does not wait again
+        shipper = Shipper(parse(text))
+        try:
+            assert shipper.resilient.breakers[s3].state == OPEN
+        finally:
+            shipper.close()
