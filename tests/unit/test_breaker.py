@@ -119,11 +119,11 @@ provider = "local"
 """
     cfg = parse(base + "[resilience]\nretry_attempts = 7\nbreaker_cooldown = 5\n")
     assert cfg.resilience.retry_attempts == 7 and cfg.resilience.breaker_cooldown == 5.0
-    with pytest.raises(ConfigError, match="unknown key resilience.retries"):
+    with pytest.raises(ConfigError, match=r"unknown key resilience\.retries"):
         parse(base + "[resilience]\nretries = 3\n")
-    with pytest.raises(ConfigError, match="resilience.breaker_threshold must be >= 1"):
+    with pytest.raises(ConfigError, match=r"resilience\.breaker_threshold must be >= 1"):
         parse(base + "[resilience]\nbreaker_threshold = 0\n")
-    with pytest.raises(ConfigError, match="resilience.failover must be bool"):
+    with pytest.raises(ConfigError, match=r"resilience\.failover must be bool"):
         parse(base + '[resilience]\nfailover = "yes"\n')
 
 
@@ -142,7 +142,7 @@ url = "s3://b/p"
 [[keys]]
 provider = "local"
 """
-    with pytest.raises(ConfigError, match="resilience.failover = true needs a target"):
+    with pytest.raises(ConfigError, match=r"resilience\.failover = true needs a target"):
         fallback_targets(parse(text.format(more="")))
     cfg = parse(text.format(more='[[targets]]\nurl = "gs://g/p"'))
     assert [t.url for t in fallback_targets(cfg)] == ["gs://g/p"]
