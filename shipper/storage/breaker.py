@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from shipper.errors import StorageError
 from shipper.resilience import is_transient
@@ -178,6 +178,13 @@ class BreakingBackend:
             raise
         self.breaker.succeeded()
         return out
+
+    def __getattr__(self, name: str) -> Any:
+        # a backend's own attributes (bucket, client, prefix) for its diagnostics
+        # (storage/preflight.py); the protocol's calls are the ones above and below
+        if name == "inner":
+            raise AttributeError(name)  # not built yet: no recursion
+        return getattr(self.inner, name)
 
     def put(
         self,

@@ -34,7 +34,7 @@ import io
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from shipper.errors import ObjectNotFound, PreconditionFailed, StorageError
 from shipper.resilience import DEFAULT, ResilienceConfig, error_code, is_transient, retrying
@@ -76,6 +76,13 @@ class RetryingBackend:
         p = self.policy
         n = p.retry_attempts if attempts is None else attempts
         return retrying(attempt, attempts=n, max_wait=p.retry_max_wait, base=p.retry_base)
+
+    def __getattr__(self, name: str) -> Any:
+        # a backend's own attributes (bucket, client, prefix) for its diagnostics
+        # (storage/preflight.py); the protocol's calls are the ones above and below
+        if name == "inner":
+            raise AttributeError(name)  # not built yet: no recursion
+        return getattr(self.inner, name)
 
     def put(
         self,

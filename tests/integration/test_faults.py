@@ -297,3 +297,113 @@ def test_blackholed_endpoint_times_out_and_opens_the_circuit(
             assert shipper.resilient.breakers[s3].state == OPEN
         finally:
             shipper.close()
+
+
+@pytest.fixture()
+def moto_iam(tmp_path: Path) -> Iterator[tuple[Moto, dict[str, str], str]]:
+    """A moto server of this test's own with IAM enforced: (server, admin credentials,
+    bucket). The user "shipper" may use the bucket; the admin rotates its keys."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.services.cloud import _wait_http, free_port
+
+    port = free_port()
+    setup = 6  # the AWS actions below, before enforcement starts
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(setup)}
+    with (tmp_path / "moto.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        m = Moto(endpoint_url=f"http://127.0.0.1:{port}")
+        _wait_http(f"{m.endpoint_url}/moto-api/", proc)
+        iam = m.client("iam")
+        bucket = "rotation-bucket"
+        allow_all = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+        for user in ("admin", "shipper"):
+            iam.create_user(UserName=user)
+            iam.put_user_policy(
+                UserName=user, PolicyName="all", PolicyDocument=json.dumps(allow_all)
+            )
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        m.s3.create_bucket(Bucket=bucket)
+        admin = {
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+        }
+        yield m, admin, bucket
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_credential_rotation_is_picked_up_without_a_restart(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto_iam: tuple[Moto, dict[str, str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The access key in use is replaced while one shipper keeps running (moto's IAM:
+    a new key, the old one deactivated, the credentials file rewritten): it signs with
+    the new key from the next call on; the failures in between are retried; nothing is
+    lost or duplicated."""
+    m, admin, bucket = moto_iam
+    iam = m.client("iam", **admin)
+    creds = tmp_path / "aws-credentials"
+
+    def new_key() -> str:
+        k = iam.create_access_key(UserName="shipper")["AccessKey"]
+        creds.write_text(
+            f"[default]\naws_access_key_id = {k['AccessKeyId']}\n"
+            f"aws_secret_access_key = {k['SecretAccessKey']}\n"
+        )
+        return str(k["AccessKeyId"])
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    old = new_key()
+    server = mariadb_factory(server_id=64)
+    s3 = f"s3://{bucket}/a"
+    text = config(
+        tmp_path / "state",
+        server,
+        s3=(s3, m.endpoint_url),
+        routing='primary = "aws"',
+        resilience="retry_attempts = 3\nretry_base = 0.01",
+    )
+    shipper = Shipper(parse(text))
+    try:
+        rotate(server, 2, rows=20)
+        assert shipper.run_once().ok
+
+        # the old key is deactivated before the file holds the new one: that pass fails
+        # (the target is reported down, its binlog stays pending), nothing is committed
+        iam.update_access_key(UserName="shipper", AccessKeyId=old, Status="Inactive")
+        # moto's auth ignores a key's status (moto/iam/access_control.py looks keys up
+        # by id only); deleting it is what makes moto refuse it, as AWS refuses both
+        iam.delete_access_key(UserName="shipper", AccessKeyId=old)
+        rotate(server, 2, rows=20)
+        res = shipper.run_once()
+        assert not res.ok and len(res.blocked) == 2
+        assert "check the credentials" in next(iter(res.targets_down.values())).error
+
+        new = new_key()  # the file is rewritten; the same shipper keeps going
+        rotate(server, 2, rows=20)
+        assert shipper.run_once().ok
+        names = closed_binlogs(server)
+        assert [r.name for r in shipper.manifest.all() if r.state == "committed"] == names
+        listed = m.client("s3", **admin).list_objects_v2(Bucket=bucket)["Contents"]
+        assert binlog_objects(o["Key"] for o in listed) == dict.fromkeys(names, 1)
+        assert new != old
+    finally:
+        shipper.close()
