@@ -195,12 +195,16 @@ TARGET_OPTIONS: dict[str, dict[str, str]] = {
         "sse_kms_key_id": "string",
         "object_lock_mode": "string",
         "object_lock_days": _POSITIVE_INT,
+        "connect_timeout": _SECONDS,
+        "read_timeout": _SECONDS,
+        "sdk_max_attempts": _POSITIVE_INT,
     },
     "gs": {
         "project": "string",
         "chunk_size": _POSITIVE_INT,
         "resumable_threshold": _POSITIVE_INT,
         "sdk_retry_seconds": _SECONDS,
+        "timeout": _SECONDS,
     },
 }
 

@@ -138,3 +138,84 @@ def test_failover_restart_and_drain(
         == 0.0
     )
     shipper.close()
+
+
+def test_sigkill_during_a_failover_pass_leaves_no_gap_and_no_duplicate(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    fake_gcs: FakeGcs,
+    proxies: tuple[FaultProxy, FaultProxy],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run --once` is SIGKILLed while it fails binlogs over to the secondary (the
+    primary's circuit open); the restarted shipper commits the rest, each binlog once."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.helpers import fill_binlogs
+
+    s3p, gsp = proxies
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gsp.url)
+    server = mariadb_factory(server_id=65)
+    s3_bucket, gs_bucket = moto.bucket(), fake_gcs.bucket()
+    s3, gs = f"s3://{s3_bucket}/a", f"gs://{gs_bucket}/a"
+    state = tmp_path / "state"
+    text = config(
+        state,
+        server,
+        s3=(s3, s3p.url),
+        gs=gs,
+        routing='primary = "aws"',
+        resilience="failover = true\nbreaker_threshold = 1\nbreaker_cooldown = 3600\n"
+        "retry_attempts = 2\nretry_base = 0.01",
+    )
+    (state / "config.toml").write_text(text)
+    s3p.down = True
+    rotate(server, 1, rows=20)
+    shipper = Shipper(parse(text))
+    shipper.run_once()  # the primary fails once: its circuit opens, the binlog fails over
+    assert shipper.resilient.breakers[s3].state == OPEN
+    shipper.close()
+
+    fill_binlogs(server, 8, mb=3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "run", "--once", "--state-dir", str(state)],
+        env={**os.environ, "STORAGE_EMULATOR_HOST": gsp.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def committed_now() -> int:
+        with sqlite3.connect(f"file:{state / 'manifest.sqlite'}?mode=ro", uri=True) as db:
+            return int(
+                db.execute("SELECT COUNT(*) FROM binlogs WHERE state = 'committed'").fetchone()[0]
+            )
+
+    try:
+        wait_until(lambda: committed_now() >= 3 or proc.poll() is not None, timeout=120)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the pass ended before it could be killed"
+
+    shipper = Shipper(parse(text))
+    try:
+        for _ in range(3):
+            if not shipper.manifest.pending():
+                break
+            shipper.run_once()
+        names = closed_binlogs(server)
+        rows = sorted(shipper.manifest.all(), key=lambda r: r.sequence)
+        assert [r.name for r in rows] == names  # no gap
+        assert all(r.state == "committed" for r in rows), [(r.name, r.state) for r in rows]
+        stamps = [r.committed_at or 0 for r in rows]
+        assert stamps == sorted(stamps)
+        blobs = fake_gcs.client().list_blobs(gs_bucket)
+        assert binlog_objects(b.name for b in blobs) == dict.fromkeys(names, 1)  # none twice
+        assert shipper.manifest.backlog(s3) == names
+    finally:
+        shipper.close()

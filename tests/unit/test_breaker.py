@@ -116,6 +116,7 @@ state_dir = "/tmp/x"
 url = "s3://b/p"
 [[keys]]
 provider = "local"
+path = "/tmp/keyring"
 """
     cfg = parse(base + "[resilience]\nretry_attempts = 7\nbreaker_cooldown = 5\n")
     assert cfg.resilience.retry_attempts == 7 and cfg.resilience.breaker_cooldown == 5.0
@@ -141,6 +142,7 @@ url = "s3://b/p"
 {more}
 [[keys]]
 provider = "local"
+path = "/tmp/keyring"
 """
     with pytest.raises(ConfigError, match=r"resilience\.failover = true needs a target"):
         fallback_targets(parse(text.format(more="")))
