@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import ConfigError
+from shipper.resilience import ResilienceConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/binlog-shipper/config.toml")
 CLOUDS = ("aws", "gcp", "local")
@@ -148,6 +149,7 @@ class Config:
     #: structured events as JSON lines appended here ("" = stderr)
     events_file: str = ""
     alerts: AlertConfig | None = None
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
     @property
     def tenant_prefix(self) -> str:
@@ -236,12 +238,16 @@ TARGET_OPTIONS: dict[str, dict[str, str]] = {
         "sse_kms_key_id": "string",
         "object_lock_mode": "string",
         "object_lock_days": _POSITIVE_INT,
+        "connect_timeout": _SECONDS,
+        "read_timeout": _SECONDS,
+        "sdk_max_attempts": _POSITIVE_INT,
     },
     "gs": {
         "project": "string",
         "chunk_size": _POSITIVE_INT,
         "resumable_threshold": _POSITIVE_INT,
         "sdk_retry_seconds": _SECONDS,
+        "timeout": _SECONDS,
     },
 }
 
@@ -319,6 +325,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             "metrics_textfile",
             "events_file",
             "alerts",
+            "resilience",
         },
     )
     tenant = top.get("tenant", str, "default")
@@ -419,6 +426,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         keys.append(dict(k))
 
     return Config(
+        resilience=_resilience(raw.get("resilience", {})),
         path=path,
         tenant=tenant,
         state_dir=Path(state_dir),
@@ -479,6 +487,26 @@ def _alerts(raw: Any) -> AlertConfig | None:
         attempts=attempts,
         timeout=float(timeout),
     )
+
+
+def _resilience(raw: Any) -> ResilienceConfig:
+    d = ResilienceConfig()
+    r = _Section(raw, "resilience.", set(d.__dataclass_fields__))
+    out = ResilienceConfig(
+        retry_attempts=r.get("retry_attempts", int, d.retry_attempts),
+        retry_base=float(r.get("retry_base", (int, float), d.retry_base)),
+        retry_max_wait=float(r.get("retry_max_wait", (int, float), d.retry_max_wait)),
+        breaker_threshold=r.get("breaker_threshold", int, d.breaker_threshold),
+        breaker_cooldown=float(r.get("breaker_cooldown", (int, float), d.breaker_cooldown)),
+        failover=r.get("failover", bool, d.failover),
+    )
+    for name in ("retry_attempts", "breaker_threshold"):
+        if getattr(out, name) < 1:
+            raise ConfigError(f"resilience.{name} must be >= 1, got {getattr(out, name)}")
+    for name in ("retry_base", "retry_max_wait", "breaker_cooldown"):
+        if getattr(out, name) < 0:
+            raise ConfigError(f"resilience.{name} must be >= 0, got {getattr(out, name)}")
+    return out
 
 
 def render_default(

@@ -43,6 +43,7 @@ from shipper.manifest_rows import (
     row_from_sql,
 )
 from shipper.manifest_schema import migrate
+from shipper.storage.breaker import BreakerState
 
 __all__ = ["STATES", "TERMINAL", "BinlogRow", "Manifest", "Placement", "binlog_sequence"]
 
@@ -313,9 +314,12 @@ class Manifest:
         envelope_size: int | None = None,
         error: str | None = None,
         lineage: int | None = None,
+        pending: bool = False,
     ) -> None:
         """Record ``name``'s object on ``target``: verified at ``key``, or (with
-        ``error``) an attempt that failed. A failure never replaces a verified placement."""
+        ``error``) an attempt that failed, or (``pending``, with ``error`` saying why)
+        one that needs replication back after a failover. Neither replaces a verified
+        placement."""
         now = time.time()
         with self._tx() as db:
             row_id = self._row_id(db, name, lineage)
@@ -329,10 +333,11 @@ class Manifest:
             else:
                 db.execute(
                     "INSERT INTO placements (binlog_id, target, object_key, state, error,"
-                    " updated_at) VALUES (?, ?, ?, 'failed', ?, ?)"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (binlog_id, target) DO UPDATE SET error = excluded.error,"
+                    " state = CASE WHEN state = 'pending' THEN state ELSE excluded.state END,"
                     " updated_at = excluded.updated_at WHERE state != 'verified'",
-                    (row_id, target, key, error, now),
+                    (row_id, target, key, "pending" if pending else "failed", error, now),
                 )
 
     def _row_id(self, db: sqlite3.Connection, name: str, lineage: int | None) -> int:
@@ -378,6 +383,31 @@ class Manifest:
             (target,),
         )
         return [row_from_sql(r) for r in rows]
+
+    def backlog(self, target: str) -> list[str]:
+        """Binlogs committed elsewhere while ``target``'s circuit was open and not yet
+        replicated back to it (placement ``pending``), oldest first."""
+        rows = self._query(
+            "SELECT b.name FROM placements p JOIN binlogs b ON b.id = p.binlog_id"
+            " WHERE p.target = ? AND p.state = 'pending' ORDER BY b.sequence, b.id",
+            (target,),
+        )
+        return [r[0] for r in rows]
+
+    # -- circuit breakers (shipper/storage/breaker.py's BreakerStore) --
+    def load_breaker(self, target: str) -> BreakerState | None:
+        rows = self._query(
+            "SELECT state, failures, opened_at FROM breakers WHERE target = ?", (target,)
+        )
+        return BreakerState(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def save_breaker(self, target: str, state: BreakerState) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO breakers (target, state, failures, opened_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?)",
+                (target, state.state, state.failures, state.opened_at, time.time()),
+            )
 
 
 # binlog rows with the key a given target holds them under (NULL target: none)

@@ -9,6 +9,10 @@ versioning left it at 0, so a file at 0 is recognised by its shape:
   raised a raw ``TypeError``.
 * **v1**: the last unversioned release (lineages and ``server_uuid``).
 * **v2**: ``placements``: where each binlog is stored on each target.
+* **v3**: ``breakers``: each target's circuit-breaker state, so a restart does
+  not forget an open circuit. Placements gain the state ``pending``: a binlog
+  committed on the other cloud while this target's circuit was open, which
+  "needs replication back" (drained by ``pipeline/backfill.py``).
 
 Migrations only move forward, each in the same transaction as the version
 bump, so a crash mid-migration leaves the file at its old version. A manifest
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from shipper.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _BINLOGS_V1 = """
 CREATE TABLE binlogs (
@@ -98,6 +102,17 @@ CREATE TABLE placements (
 );
 """
 
+# One row per target whose circuit has left "closed" at least once.
+_BREAKERS_V3 = """
+CREATE TABLE breakers (
+    target      TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    opened_at   REAL,
+    updated_at  REAL NOT NULL
+);
+"""
+
 # The columns the first release had, copied when it is rebuilt with lineages.
 _FIRST_RELEASE_COLUMNS = (
     "name, sequence, state, size, sha256, server_id, server_version, first_ts, last_ts,"
@@ -147,8 +162,18 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    """Add breakers (all circuits start closed). ``pending`` placements need no
+    change: ``placements.state`` is free text, and v2 wrote none."""
+    _script(db, _BREAKERS_V3)
+
+
 #: MIGRATIONS[v] moves a manifest from version v to v + 1
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _v0_to_v1,
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+}
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> int:
@@ -168,7 +193,7 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
         found = _version(db)  # another process may have migrated while we waited
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if found == 0 and "binlogs" not in tables:
-            _script(db, _BINLOGS_V1 + _OTHER_V1 + _PLACEMENTS_V2)
+            _script(db, _BINLOGS_V1 + _OTHER_V1 + _PLACEMENTS_V2 + _BREAKERS_V3)
         else:
             version = found
             if version == 0 and "server_uuid" in _columns(db, "binlogs"):

@@ -73,6 +73,18 @@ class Metrics:
         self.failures = Counter(
             "binlog_shipper_failures_total", "Failed shipping attempts", ["stage"], registry=r
         )
+        self.storage_errors = Counter(
+            "binlog_shipper_storage_errors_total",
+            "Failed storage calls (each attempt, retried or not), by error code",
+            ["target", "operation", "error_code", "transient"],
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "binlog_shipper_circuit_open",
+            "1 while the target's circuit breaker is open",
+            ["target"],
+            registry=r,
+        )
         self.purge_risk = Gauge(
             "binlog_shipper_binlogs_near_purge",
             "Unarchived binlogs close to the server's expiry",

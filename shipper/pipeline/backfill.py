@@ -32,7 +32,6 @@ from shipper.manifest import BinlogRow
 from shipper.pipeline.stage import stage, staged_files
 from shipper.pipeline.targets import TARGET_ERRORS
 from shipper.pipeline.upload import SealedBinlog, stat_or_none
-from shipper.resilience import retrying
 from shipper.storage import StorageBackend
 
 if TYPE_CHECKING:
@@ -125,7 +124,7 @@ def _reseal(
 
 
 def _copy(shipper: Shipper, url: str, backend: StorageBackend, row: BinlogRow, sealed: Path) -> str:
-    sources = dict(shipper.out.targets)
+    sources = dict(shipper.out.targets + shipper.out.fallback)
     for src_url, p in shipper.manifest.placements(row.name, row.lineage).items():
         if src_url == url or src_url not in sources or p.state != "verified" or not p.object_key:
             continue
@@ -184,12 +183,7 @@ def _put_raw(
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
-
-            def put() -> None:
-                f.seek(0)  # a retry starts over
-                backend.put(key, f, size=size, metadata=meta)
-
-            retrying(put)
+            backend.put(key, f, size=size, metadata=meta)  # retried by the backend's wrapper
     except PreconditionFailed:
         theirs = stat_or_none(backend, key)
         if b is None or (theirs and theirs.metadata.get("plaintext_sha256") == b.sha256):

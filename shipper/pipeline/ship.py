@@ -41,14 +41,13 @@ from shipper.errors import (
 )
 from shipper.keys import KeyProvider, make_provider
 from shipper.manifest import Manifest, binlog_sequence
-from shipper.pipeline import routing
+from shipper.pipeline import failover, routing
 from shipper.pipeline.backfill import backfill
 from shipper.pipeline.discover import ServerState, read_state
 from shipper.pipeline.report import Reporter
 from shipper.pipeline.stage import file_identity, stage, staged_files, staged_name, unstage
 from shipper.pipeline.targets import TARGET_ERRORS, TargetDown, TargetWriter
 from shipper.pipeline.upload import ObjectWriter
-from shipper.storage import open_backend
 from shipper.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -101,12 +100,15 @@ class Shipper:
             chunk_size=cfg.chunk_size,
             verify_mode=cfg.verify,
         )
+        # every backend behind retries and its own persisted circuit breaker
+        self.resilient = failover.Targets(cfg, self.manifest, self.metrics)
         self.out = TargetWriter(
-            [(t.url, open_backend(t.url, t.options)) for t in routing.write_targets(cfg)],
+            [(t.url, self.resilient.open(t)) for t in routing.write_targets(cfg)],
             self.writer,
             self.manifest,
             self.metrics,
             cfg.tenant,
+            fallback=[(t.url, self.resilient.open(t)) for t in failover.fallback_targets(cfg)],
         )
         self.backends = [b for _, b in self.out.targets]
         self.report = Reporter(
@@ -343,15 +345,20 @@ class Shipper:
                 continue
             outcome = "shipped" if wrote else outcome
             final_keys[url] = k
-        if held_back:
-            # the row moves on only once every write target has it; the placements
-            # already made say how far it got
+        if held_back and not failover.cover(
+            self.out, self.resilient, name, held_back, final_keys, key, b, index
+        ):
+            # the row moves on only once every write target has it (or, with failover,
+            # once a target whose circuit is closed has it); the placements made say
+            # how far it got
             for url in held_back:
                 self.out.down[url].blocked += 1
             self.manifest.record_attempt(
                 name, "not yet written to " + ", ".join(held_back) + " (target down)"
             )
             return "blocked"
+        if held_back:
+            outcome = "shipped"  # to the fallback target (failover.cover)
         first = next(iter(final_keys.values()))
         self.manifest.reach(name, "uploaded", object_key=first, targets=list(final_keys))
         self.manifest.reach(name, "verified")

@@ -53,6 +53,8 @@ class TargetWriter:
     tenant: str
     #: targets that failed as a whole during the current pass
     down: dict[str, TargetDown] = field(default_factory=dict)
+    #: (URL, backend) written only while a write target's circuit is open (failover.py)
+    fallback: list[tuple[str, StorageBackend]] = field(default_factory=list)
 
     def sealed_binlog(
         self,

@@ -19,7 +19,6 @@ for the lineage key.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,6 @@ from shipper import envelope, objects
 from shipper.archive import verify_object
 from shipper.errors import IntegrityError, KeyProviderError, ObjectNotFound, PreconditionFailed
 from shipper.keys import KeyProvider
-from shipper.resilience import retrying
 from shipper.storage import ObjectInfo, StorageBackend
 
 #: called with (backend, key, the other object's plaintext sha256) on a lineage conflict
@@ -113,7 +111,7 @@ class ObjectWriter:
             size = b.sealed.stat().st_size
             try:
                 with b.sealed.open("rb") as f:
-                    retrying(functools.partial(_put, backend, k, f, size, b.metadata))
+                    _put(backend, k, f, size, b.metadata)  # retried by the backend's wrapper
                 return k, True
             except PreconditionFailed:
                 # Lost a race (or the stat above was stale): decide on what is there now.
@@ -207,7 +205,7 @@ class ObjectWriter:
                 }
             )
             try:
-                retrying(lambda: _put(backend, ikey, out, len(out.getvalue()), meta))
+                _put(backend, ikey, out, len(out.getvalue()), meta)
                 return
             except PreconditionFailed:
                 pass  # another attempt got there first: check what it wrote

@@ -6,9 +6,16 @@ ships to S3 need not install google-cloud-storage, and a host without a gs://
 target never looks for Google credentials), then the wrappers in
 :data:`WRAPPERS` are applied in order (as restic chains ``retry``, ``limiter``,
 ``logger`` around a backend). A wrapper takes a backend and returns one with the
-same protocol and the same ``capabilities``; retry and circuit-breaker wrappers
-belong in that list, so every caller gets them by calling ``open_backend`` and
-no caller builds a backend itself.
+same protocol and the same ``capabilities``.
+
+Every backend gets the retry wrapper (``storage/retry.py``) with the default
+policy, so no caller retries by hand. The shipper asks for its tenant's
+policy and a circuit breaker per target with :func:`resilient`::
+
+    breaker( retry( backend ) )
+
+The breaker is outside the retries: it counts operations that failed after
+their retries, and an open circuit refuses a call before any retry sleeps.
 """
 
 from __future__ import annotations
@@ -18,16 +25,30 @@ from typing import Any
 from urllib.parse import urlparse
 
 from shipper.errors import ConfigError
+from shipper.resilience import DEFAULT, ResilienceConfig
 from shipper.storage.base import StorageBackend
+from shipper.storage.breaker import BreakingBackend, CircuitBreaker
+from shipper.storage.retry import ErrorHook, RetryingBackend
 
 Builder = Callable[[str, Mapping[str, Any]], StorageBackend]
 Wrapper = Callable[[StorageBackend], StorageBackend]
 
 _BUILDERS: dict[str, Builder] = {}
 #: The chain every backend from :func:`open_backend` goes through, innermost first.
-#: Empty today: ``shipper.resilience.retrying`` is still called around single
-#: operations by the pipeline; a retry / circuit-breaker wrapper goes here.
-WRAPPERS: tuple[Wrapper, ...] = ()
+WRAPPERS: tuple[Wrapper, ...] = (RetryingBackend,)
+
+
+def resilient(
+    policy: ResilienceConfig = DEFAULT,
+    *,
+    breaker: CircuitBreaker | None = None,
+    on_error: ErrorHook | None = None,
+) -> list[Wrapper]:
+    """The wrappers for ``policy``: retries, then (outermost) ``breaker`` if given."""
+    out: list[Wrapper] = [lambda b: RetryingBackend(b, policy, on_error)]
+    if breaker is not None:
+        out.append(lambda b: BreakingBackend(b, breaker))
+    return out
 
 
 def register_scheme(scheme: str, builder: Builder) -> None:

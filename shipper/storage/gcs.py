@@ -19,10 +19,11 @@ credentials. Credentials are looked up only when a ``gs://`` target is opened
 (never for a host whose targets are file:// or s3://); none found is a
 ``PermissionDenied`` naming the target and how to provide them.
 
-``sdk_retry_seconds`` bounds the library's own retries of reads, stats and
-lists (its default: 120 s); 0 turns them off and leaves retrying to
-:mod:`shipper.resilience`, which retries what :meth:`GCSBackend._error` marks
-transient.
+``sdk_retry_seconds`` bounds the library's own retries of every call; the
+default, 0, turns them off and leaves retrying to ``shipper/storage/retry.py``,
+which retries what :meth:`GCSBackend._error` marks transient. ``timeout``
+(seconds) bounds each HTTP request, so a stalled endpoint ends in a transient
+error instead of a hung thread.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class GCSBackend:
         project: str | None = None,
         chunk_size: int = 100 * MiB,  # google-cloud-storage's own default
         resumable_threshold: int = SINGLE_REQUEST_MAX,
-        sdk_retry_seconds: float | None = None,
+        sdk_retry_seconds: float | None = 0,
+        timeout: float = 60.0,
     ) -> None:
         if not bucket:
             raise ConfigError("gs target needs a bucket: gs://BUCKET/prefix")
@@ -102,12 +104,21 @@ class GCSBackend:
         self.resumable_threshold = min(resumable_threshold, SINGLE_REQUEST_MAX)
         self.client = client if client is not None else _make_client(project, self.url)
         self.bucket = self.client.bucket(bucket)
-        self._retry = _sdk_retry(sdk_retry_seconds)
+        # the library's own retries are off by default: shipper.storage.retry retries
+        # every call, so the backoff and the circuit breaker see every failure
+        self._retry = {**_sdk_retry(sdk_retry_seconds), "timeout": timeout}
 
     @classmethod
     def from_url(cls, url: str, opts: Mapping[str, Any]) -> GCSBackend:
         p = urlparse(url)
-        known = {"client", "project", "chunk_size", "resumable_threshold", "sdk_retry_seconds"}
+        known = {
+            "client",
+            "project",
+            "chunk_size",
+            "resumable_threshold",
+            "sdk_retry_seconds",
+            "timeout",
+        }
         unknown = set(opts) - known
         if unknown:
             raise ConfigError(f"target {url!r}: unknown gs option(s) {sorted(unknown)}")
@@ -115,8 +126,9 @@ class GCSBackend:
         for name in ("chunk_size", "resumable_threshold"):
             if kw.get(name) is not None:
                 kw[name] = int(kw[name])
-        if kw.get("sdk_retry_seconds") is not None:
-            kw["sdk_retry_seconds"] = float(kw["sdk_retry_seconds"])
+        for name in ("sdk_retry_seconds", "timeout"):
+            if kw.get(name) is not None:
+                kw[name] = float(kw[name])
         return cls(p.netloc, p.path, **kw)
 
     # ------------------------------------------------------------------ protocol
@@ -145,9 +157,10 @@ class GCSBackend:
                 content_type=_CONTENT_TYPE,
                 checksum="crc32c",
                 **cond,
+                **self._retry,
             )
         else:
-            if if_none_match and self._sdk(key, "write", blob.exists):
+            if if_none_match and self._sdk(key, "write", blob.exists, **self._retry):
                 # Early answer before sending a large body. The real guarantee is
                 # ifGenerationMatch=0, which GCS checks at finalize (fake-gcs-server
                 # before PR #2260 ignores it on resumable uploads: issue #1967).
@@ -164,6 +177,7 @@ class GCSBackend:
                     content_type=_CONTENT_TYPE,
                     checksum="crc32c",
                     **cond,
+                    **self._retry,
                 )
             except Exception as e:
                 if e is reader.error:
@@ -184,7 +198,8 @@ class GCSBackend:
             if length is None and offset == 0:
                 # maps a missing object now, and pins the generation we read
                 blob.reload(**self._retry)
-                return blob.open("rb", chunk_size=self.chunk_size)  # type: ignore[no-any-return]
+                reader = blob.open("rb", chunk_size=self.chunk_size, **self._retry)
+                return _Reader(reader, lambda e: self._error(e, key, "read"))  # type: ignore[return-value]
             if length == 0:
                 blob.reload(**self._retry)
                 return io.BytesIO(b"")
@@ -288,6 +303,32 @@ class GCSBackend:
             return bool(self.bucket.exists())
         except Exception:
             return True  # cannot tell: do not claim the bucket is missing
+
+
+class _Reader(io.RawIOBase):
+    """A BlobReader whose failures (it fetches chunk by chunk as it is read) come
+    out as the project's errors, like every other call's."""
+
+    def __init__(self, inner: Any, error: Any) -> None:
+        self.inner, self.error = inner, error
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.inner.read(n)  # type: ignore[no-any-return]
+        except Exception as e:
+            raise self.error(e) from e
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
 
 
 class _Exact:

@@ -68,6 +68,15 @@ _DENIED = {
     "InvalidClientTokenId",
     "UnrecognizedClientException",
 }
+# the credentials themselves were refused (not the action): after a rotation, new
+# credentials may be on disk already
+_BAD_CREDENTIALS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "InvalidClientTokenId",
+}
 # (a module-level alias: inside S3Backend, "list" is the method)
 _Parts = list[dict[str, Any]]
 _INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
@@ -121,6 +130,9 @@ class S3Backend:
         sse_kms_key_id: str | None = None,
         object_lock_mode: str | None = None,
         object_lock_days: int | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        sdk_max_attempts: int = 1,
     ) -> None:
         if not bucket:
             raise ConfigError("s3 target needs a bucket: s3://BUCKET/prefix")
@@ -141,6 +153,11 @@ class S3Backend:
         self.sse_kms_key_id = sse_kms_key_id
         self.object_lock_mode = object_lock_mode.upper() if object_lock_mode else None
         self.object_lock_days = object_lock_days
+        # botocore's own retries stay off by default: shipper.storage.retry retries
+        # every call, so the backoff and the circuit breaker see every failure
+        self.timeouts = (connect_timeout, read_timeout, max(1, sdk_max_attempts))
+        self._key_id: str | None = None  # access key id the client signs with (ours only)
+        self._own_client = client is None
         self.client = client if client is not None else self._make_client()
 
     @classmethod
@@ -156,14 +173,21 @@ class S3Backend:
             "sse_kms_key_id",
             "object_lock_mode",
             "object_lock_days",
+            "connect_timeout",
+            "read_timeout",
+            "sdk_max_attempts",
         }
         unknown = set(opts) - known
         if unknown:
             raise ConfigError(f"target {url!r}: unknown s3 option(s) {sorted(unknown)}")
         kw: dict[str, Any] = dict(opts)
-        for name in ("multipart_threshold", "part_size", "max_concurrency", "object_lock_days"):
+        ints = ("multipart_threshold", "part_size", "max_concurrency", "object_lock_days")
+        for name in (*ints, "sdk_max_attempts"):
             if kw.get(name) is not None:
                 kw[name] = int(kw[name])
+        for name in ("connect_timeout", "read_timeout"):
+            if kw.get(name) is not None:
+                kw[name] = float(kw[name])
         return cls(p.netloc, p.path, **kw)
 
     def _make_client(self) -> Any:
@@ -171,14 +195,32 @@ class S3Backend:
         from botocore.config import Config
 
         cfg = Config(
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "total_max_attempts": self.timeouts[2]},
+            connect_timeout=self.timeouts[0],
+            read_timeout=self.timeouts[1],
             max_pool_connections=max(10, self.max_concurrency + 2),
             # custom endpoints (moto, MinIO, Ceph) rarely do virtual-hosted buckets
             s3={"addressing_style": "path"} if self.endpoint_url else None,
         )
-        return boto3.session.Session().client(
+        session = boto3.session.Session()
+        self._key_id = _key_id(session)
+        return session.client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=cfg
         )
+
+    def _rotated(self) -> bool:
+        """Whether the credentials the SDK finds now (environment, credentials file,
+        role) differ from the ones our client signs with, as after a key rotation:
+        then the client is rebuilt with them, without a restart."""
+        if not self._own_client:
+            return False  # an injected client is not ours to rebuild
+        import boto3
+
+        if _key_id(boto3.session.Session()) == self._key_id:
+            return False
+        self.client = self._make_client()
+        log.warning("%s: AWS credentials changed (rotated); using the new ones", self.url)
+        return True
 
     # ------------------------------------------------------------------ protocol
 
@@ -454,6 +496,13 @@ class S3Backend:
             return ObjectNotFound(f"{where} does not exist")
         if code in _PRECONDITION:
             return PreconditionFailed(f"{where} already exists")
+        # a HEAD's refusal has no body: a bare 403 may be bad credentials too
+        if code in _BAD_CREDENTIALS | {"403", "Forbidden"} and self._rotated():
+            return StorageError(
+                f"{action} {where}: {code}: the credentials were rotated; retrying with "
+                "the new ones",
+                transient=True,
+            )
         if code in _DENIED:
             return PermissionDenied(
                 f"{action} {where}: {code}: {_message(e)} "
@@ -485,6 +534,11 @@ class S3Backend:
         except Exception as e:
             return _code(e) not in _NOT_FOUND | {"NoSuchBucket"}
         return True
+
+
+def _key_id(session: Any) -> str | None:
+    creds = session.get_credentials()
+    return None if creds is None else str(creds.access_key)
 
 
 def _is_transient(e: BaseException, code: str) -> bool:

@@ -13,6 +13,7 @@ from shipper.errors import ConfigError
 from shipper.storage import Capabilities, ObjectInfo, StorageBackend, build_backend, open_backend
 from shipper.storage.file import FileBackend
 from shipper.storage.memory import MemoryBackend
+from shipper.storage.retry import RetryingBackend
 
 
 class Counting:
@@ -61,7 +62,8 @@ def test_open_backend_applies_the_wrappers_in_order(tmp_path: Path) -> None:
 
 def test_build_backend_is_the_bare_backend_and_schemes_are_checked(tmp_path: Path) -> None:
     assert isinstance(build_backend(f"file://{tmp_path}/a"), FileBackend)
-    assert isinstance(open_backend("memory://factory-test"), MemoryBackend)
+    wrapped = open_backend("memory://factory-test")
+    assert isinstance(wrapped, RetryingBackend) and isinstance(wrapped.inner, MemoryBackend)
     with pytest.raises(ConfigError, match="unknown scheme 'ftp'"):
         open_backend("ftp://host/x")
     with pytest.raises(ConfigError, match="needs a path"):

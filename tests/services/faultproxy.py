@@ -1,0 +1,212 @@
+"""A fault-injecting HTTP proxy in front of a real emulator (moto server, fake-gcs-server).
+
+The client (boto3's ``endpoint_url``, ``STORAGE_EMULATOR_HOST``) talks to the
+proxy; the proxy forwards each request to the emulator and, for a seeded
+share of requests (``rate``), answers with a fault instead:
+
+* ``429`` / ``503``: throttling answers in the flavour of the service (S3 XML
+  ``SlowDown``, GCS JSON), the request never reaches the emulator;
+* ``reset``: the connection is reset (RST); half of these after the request was
+  forwarded, so the write landed but its answer is lost;
+* ``stall``: the request is forwarded, then nothing is answered for ``stall``
+  seconds (past the client's read timeout), then the connection closes.
+
+``down = True`` answers every request with 503 (a region down); ``hang = True``
+accepts connections and never answers (a partition that is not an HTTP error).
+Counters per fault kind say what was injected. Everything is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+KINDS = ("429", "503", "reset", "stall")
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
+
+
+class FaultProxy:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 0.0,
+        seed: int = 11,
+        flavor: str = "s3",
+        stall: float = 3.0,
+        kinds: tuple[str, ...] = KINDS,
+    ) -> None:
+        u = urlparse(upstream)
+        self.upstream_host, self.upstream_port = u.hostname or "127.0.0.1", u.port or 80
+        self.upstream = upstream.rstrip("/")
+        self.rate, self.flavor, self.stall, self.kinds = rate, flavor, stall, kinds
+        self.down = False
+        self.hang = False
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.injected: Counter[str] = Counter()
+        self.requests = 0
+        #: "METHOD path fault" of every request, in order
+        self.log: list[str] = []
+        self._stop = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                proxy._handle(self)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _any
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)
+
+    # ------------------------------------------------------------------ one request
+
+    def _pick(self, h: BaseHTTPRequestHandler) -> str | None:
+        with self.lock:
+            self.requests += 1
+            if self.down:
+                kind: str | None = "503"
+            elif self.rng.random() < self.rate:
+                kind = self.rng.choice(self.kinds)
+            else:
+                kind = None
+            if kind == "reset" and self.rng.random() < 0.5:
+                kind = "reset-after"
+            if kind:
+                self.injected[kind] += 1
+            self.log.append(f"{h.command} {h.path} {kind or '-'}")
+            return kind
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = _read_body(h)
+        if self.hang:
+            self._stop.wait(600)  # never answer; the client must time out
+            h.close_connection = True
+            return
+        kind = self._pick(h)
+        if kind in ("429", "503"):
+            self._throttle(h, int(kind))
+            return
+        if kind == "reset":
+            _reset(h)
+            return
+        status, headers, data = self._forward(h, body)
+        if kind == "reset-after":
+            _reset(h)
+            return
+        if kind == "stall":
+            self._stop.wait(self.stall)
+            h.close_connection = True
+            return
+        h.send_response(status)
+        head = h.command == "HEAD"  # its Content-Length is the object's, not this body's
+        for k, v in headers:
+            if k.lower() not in _HOP and (head or k.lower() != "content-length"):
+                h.send_header(k, v.replace(self.upstream, self.url))
+        if not head:
+            h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+    def _forward(
+        self, h: BaseHTTPRequestHandler, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
+        try:
+            headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP}
+            headers["Content-Length"] = str(len(body))
+            conn.request(h.command, h.path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.getheaders(), r.read()
+        finally:
+            conn.close()
+
+    def _throttle(self, h: BaseHTTPRequestHandler, status: int) -> None:
+        if self.flavor == "s3":
+            code = "SlowDown" if status == 503 else "TooManyRequests"
+            data = (
+                f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                "<Message>injected by the fault proxy</Message></Error>"
+            ).encode()
+            ctype = "application/xml"
+        else:
+            data = (
+                f'{{"error": {{"code": {status}, "message": "injected by the fault proxy"}}}}'
+            ).encode()
+            ctype = "application/json"
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a reset or stalled connection is the point, not an error of the proxy
+
+
+def _read_body(h: BaseHTTPRequestHandler) -> bytes:
+    if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        out = bytearray()
+        while True:
+            size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(out)
+            out += h.rfile.read(size)
+            h.rfile.readline()
+    n = int(h.headers.get("Content-Length") or 0)
+    return h.rfile.read(n) if n else b""
+
+
+def _reset(h: BaseHTTPRequestHandler) -> None:
+    """Close with RST (SO_LINGER 0), as a middlebox or a crashed frontend does."""
+    sock: socket.socket = h.connection
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    h.close_connection = True
+    h.rfile.close()  # the socket closes (with RST) once no file object refers to it
+    sock.close()
+
+
+def wait_until(cond: object, timeout: float = 60.0) -> None:
+    """Poll ``cond()`` until true (tests' own deadline, not a performance threshold)."""
+    assert callable(cond)
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.05)
