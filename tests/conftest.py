@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.services.mariadb", "tests.services.cloud"]
+pytest_plugins = ["tests.services.mariadb", "tests.services.cloud", "tests.services.pagerduty"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

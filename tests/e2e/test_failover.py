@@ -15,9 +15,11 @@ import pytest
 from shipper.pipeline.ship import Shipper
 from shipper.storage.breaker import CLOSED, HALF_OPEN, OPEN
 from tests.helpers import closed_binlogs, parse, rotate
+from tests.integration.test_alerts import alerts_section, routing_key
 from tests.integration.test_faults import binlog_objects, config
 from tests.services.cloud import FakeGcs, Moto
 from tests.services.faultproxy import FaultProxy, wait_until
+from tests.services.pagerduty import Receiver
 
 pytestmark = pytest.mark.mariadb
 
@@ -40,7 +42,9 @@ def test_failover_restart_and_drain(
     proxies: tuple[FaultProxy, FaultProxy],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    receiver: Receiver,
 ) -> None:
+    """The PagerDuty stand-in ``receiver`` sees the real breaker's trigger and resolve."""
     s3p, gsp = proxies
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gsp.url)
     server = mariadb_factory(server_id=62)
@@ -54,7 +58,7 @@ def test_failover_restart_and_drain(
         routing='primary = "aws"',  # gs is the replica: written only on failover
         resilience="failover = true\nbreaker_threshold = 2\n"
         f"breaker_cooldown = {COOLDOWN}\nretry_attempts = 2\nretry_base = 0.01",
-    )
+    ) + alerts_section(receiver.url, routing_key(tmp_path))
     cfg = parse(text)
     shipper = Shipper(cfg)
 
@@ -98,6 +102,9 @@ def test_failover_restart_and_drain(
     circuit = [e["detail"] for e in shipper.manifest.journal_entries("circuit")]
     assert circuit[0]["to"] == OPEN and circuit[0]["target"] == s3
     assert [e["binlog"] for e in shipper.manifest.journal_entries("failover")] == failed_over
+    circuit_key = f"circuit/{s3}"
+    wait_until(lambda: len(receiver.events) >= 1, timeout=30)
+    assert [(a, k.endswith(circuit_key)) for a, k in receiver.actions()] == [("trigger", True)]
 
     # a restart while the circuit is open keeps it open: the primary is not even asked
     shipper.close()
@@ -133,6 +140,18 @@ def test_failover_restart_and_drain(
         for e in shipper.manifest.journal_entries("circuit")
     ]
     assert moves == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+    # the standing problem alerted once (across the restart) and resolves once
+    wait_until(lambda: len(receiver.events) >= 2, timeout=30)
+    assert [(a, k.endswith(circuit_key)) for a, k in receiver.actions()] == [
+        ("trigger", True),
+        ("resolve", True),
+    ]
+    assert (
+        shipper.metrics.registry.get_sample_value(
+            "binlog_circuit_state", {"tenant": "acme", "target": s3}
+        )
+        == 0.0
+    )
     assert (
         shipper.metrics.registry.get_sample_value("binlog_shipper_circuit_open", {"target": s3})
         == 0.0
