@@ -88,6 +88,21 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
+class CatalogConfig:
+    """``[catalog]``: the fleet catalog the shipper also records its commits in."""
+
+    url: str
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {
+            k: v for k, v in (("region", self.region), ("endpoint_url", self.endpoint_url)) if v
+        }
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     tenant: str
@@ -105,6 +120,7 @@ class Config:
     poll_interval: float = 10.0
     purge_warning_seconds: int = 3600
     metrics_port: int = 0
+    catalog: CatalogConfig | None = None
 
     @property
     def tenant_prefix(self) -> str:
@@ -272,6 +288,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             "poll_interval",
             "purge_warning_seconds",
             "metrics_port",
+            "catalog",
         },
     )
     tenant = top.get("tenant", str, "default")
@@ -362,6 +379,18 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(f"keys[{i}].{known[0]} is required for provider {provider!r}")
         keys.append(dict(k))
 
+    catalog = None
+    if "catalog" in raw:
+        c = _Section(raw["catalog"], "catalog.", {"url", "region", "endpoint_url"})
+        url = c.get("url", str, "")
+        if not url.startswith("dynamodb://") or len(url) <= len("dynamodb://"):
+            raise ConfigError(f'catalog.url must be "dynamodb://TABLE", got {url!r}')
+        catalog = CatalogConfig(
+            url=url,
+            region=c.get("region", str, None),
+            endpoint_url=c.get("endpoint_url", str, None),
+        )
+
     return Config(
         path=path,
         tenant=tenant,
@@ -377,6 +406,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         poll_interval=poll,
         purge_warning_seconds=purge_warning,
         metrics_port=metrics_port,
+        catalog=catalog,
     )
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from shipper import objects
 from shipper.binlog import BinlogInfo, scan_file
+from shipper.catalog.dynamodb_host import CatalogSync
 from shipper.config import Config
 from shipper.errors import (
     BinlogFormatError,
@@ -108,6 +109,9 @@ class Shipper:
             cfg.tenant,
         )
         self.backends = [b for _, b in self.out.targets]
+        self.catalog = CatalogSync.configured(
+            cfg, self.manifest, self.backends, self.providers, self.metrics
+        )
 
     def _check_state_dir(self) -> None:
         try:
@@ -192,6 +196,8 @@ class Shipper:
                 down.blocked,
             )
         self.metrics.pending.set(len(self.manifest.pending()))
+        if self.catalog is not None:
+            self.catalog.sync()  # after the manifest commits; never fails the pass
         return result
 
     def _identity_if_new(self, path: Path, name: str, size: int) -> str | None:
