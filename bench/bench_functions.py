@@ -204,7 +204,7 @@ def _verify_child(event: str) -> None:
 # --------------------------------------------------------------------------- planner
 
 
-def bench_planner(n: int, rounds: int) -> None:
+def bench_planner(n: int, rounds: int, scan: bool = True) -> None:
     from bench_plan import archive_rows, plan_once, write_config
 
     from functions.aws.restore_planner import Planner, make_handler
@@ -314,7 +314,7 @@ def bench_planner(n: int, rounds: int) -> None:
             url = f"s3://{bucket}"
             state = root / "state"
             write_config(state, url, endpoint, root / "keyring")
-            for label in ("archive scan, cold cache", "archive scan, cached"):
+            for label in ("archive scan, cold cache", "archive scan, cached")[: 2 if scan else 0]:
                 secs2, req, counters, steps = plan_once(state, url, 8)
                 print(
                     f"{label:26} {secs2:6.2f}s  {req:6d} HTTP requests  {dict(counters)}  "
@@ -344,11 +344,12 @@ def main() -> int:
     p = sub.add_parser("planner")
     p.add_argument("--binlogs", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--no-scan", action="store_true", help="skip the archive-scan plans")
     args = ap.parse_args()
     if args.what == "verify":
         bench_verify(args.mb)
     else:
-        bench_planner(args.binlogs, args.rounds)
+        bench_planner(args.binlogs, args.rounds, scan=not args.no_scan)
     return 0
 
 
