@@ -191,4 +191,9 @@ def _default() -> VerifyReplicate:
     return _service
 
 
-handler = make_handler(_default)
+_handler = make_handler(_default)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point (infra/terraform names it): the service from the environment."""
+    return _handler(event, context)
