@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+from shipper.catalog import dynamodb_sdk as sdk
 from shipper.catalog.dynamodb_items import (
     CLOUDS,
     US,
@@ -36,20 +37,11 @@ from shipper.catalog.dynamodb_items import (
     registry_item,
     sort_binlogs,
 )
-from shipper.errors import ConfigError, PermissionDenied, StorageError
+from shipper.errors import ConfigError
 from shipper.restore.model import ArchivedBinlog, BackupInfo
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-}
-_DENIED = {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"}
 OPTIONS = {"client", "region", "endpoint_url", "cloud"}
 #: What a binlog read needs (the plan's inputs, every copy's state): a third of an item's
 #: attributes, so a 10,000-binlog server is fewer and smaller Query pages to parse.
@@ -119,7 +111,7 @@ class DynamoCatalog:
         self.table = table
         self.url = f"dynamodb://{table}"
         self.cloud = cloud
-        self.client = client if client is not None else _make_client(region, endpoint_url)
+        self.client = client if client is not None else sdk.make_client(region, endpoint_url)
         #: DynamoDB requests made (Query pages and writes), and the seconds spent in them
         self.requests = 0
         self.request_seconds = 0.0
@@ -390,82 +382,19 @@ class DynamoCatalog:
                 return
 
     def _dump(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: self._ser.serialize(_plain(v)) for k, v in values.items()}
+        return {k: self._ser.serialize(sdk.plain(v)) for k, v in values.items()}
 
     def _load(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: _native(self._de.deserialize(v)) for k, v in raw.items()}
+        return {k: sdk.native(self._de.deserialize(v)) for k, v in raw.items()}
 
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
         started = time.monotonic()
         try:
             return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
         except Exception as e:
-            code = _code(e)
-            if code == "ConditionalCheckFailedException":
+            if sdk.code(e) == "ConditionalCheckFailedException":
                 old = getattr(e, "response", {}).get("Item", {})
                 raise _ConditionFailed(self._load(old)) from e
-            where = f"catalog {self.url}"
-            if code in _DENIED:
-                raise PermissionDenied(
-                    f"{where}: {op} refused ({code}); the caller needs dynamodb:{_action(op)} "
-                    "on the table"
-                ) from e
-            if code == "ResourceNotFoundException":
-                raise StorageError(
-                    f"{where}: table {self.table} does not exist (create it: docs/catalog.md)"
-                ) from e
-            err = StorageError(f"{where}: {op} failed: {code or type(e).__name__}: {e}")
-            err.transient = code in _TRANSIENT or _status(e) >= 500 or not code
-            raise err from e
+            raise sdk.error(e, self.url, self.table, op) from e
         finally:
             self.request_seconds += time.monotonic() - started
-
-
-def _make_client(region: str | None, endpoint_url: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "dynamodb",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}),
-    )
-
-
-def _plain(v: Any) -> Any:
-    """Floats are not DynamoDB numbers: every number we store is an int."""
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, float):
-        return round(v)
-    return v
-
-
-def _native(v: Any) -> Any:
-    """Decimal (boto3's number type) back to int."""
-    from decimal import Decimal
-
-    if isinstance(v, dict):
-        return {k: _native(x) for k, x in v.items()}
-    if isinstance(v, Decimal):
-        return int(v)
-    return v
-
-
-def _code(e: BaseException) -> str:
-    response = getattr(e, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _status(e: BaseException) -> int:
-    response = getattr(e, "response", None)
-    if isinstance(response, dict):
-        return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    return 0
-
-
-def _action(op: str) -> str:
-    return "".join(p.capitalize() for p in op.split("_"))

@@ -149,3 +149,12 @@ def test_a_failed_copy_is_not_restorable_from_its_cloud(
     (from_gcs,) = gcs.binlogs("t", 3)
     assert (from_s3.state, from_gcs.state) == ("integrity_failed", "committed")
     assert gcs.confirms(e.object_key) and not c.confirms(e.object_key)
+
+
+def test_a_missing_table_is_named_not_a_traceback(moto: Moto) -> None:
+    from shipper.errors import StorageError
+
+    c = DynamoCatalog("no-such-table", client=moto.client("dynamodb"))
+    with pytest.raises(StorageError, match="table no-such-table does not exist") as e:
+        c.binlogs("t", 3)
+    assert not e.value.transient and e.value.__cause__ is not None
