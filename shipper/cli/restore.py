@@ -253,6 +253,7 @@ def make_plan(
         providers,
         ambiguous=args.ambiguous,
         backup_id=args.backup_id,
+        check=check,
     )
 
 
@@ -266,9 +267,11 @@ def plan_from_catalog(
     *,
     ambiguous: str = "exclude",
     backup_id: str | None = None,
+    check: bool = True,
 ) -> Plan:
     """The plan for ``target`` from ``catalog`` (what ``restore plan`` and the
-    restore-planner Lambda both call), indexes read from ``backend``."""
+    restore-planner Lambda both call), indexes read from ``backend``; ``check``: every
+    object it names exists there (:func:`check_objects`)."""
     sid = pick_server(catalog, tenant, server_id)
     rows = catalog.binlogs(tenant, sid) if sid is not None else []
     backups = catalog.backups(tenant, sid) if sid is not None else []
