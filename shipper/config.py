@@ -124,6 +124,21 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
+class CatalogConfig:
+    """``[catalog]``: the fleet catalog the shipper also records its commits in."""
+
+    url: str
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {
+            k: v for k, v in (("region", self.region), ("endpoint_url", self.endpoint_url)) if v
+        }
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     tenant: str
@@ -150,6 +165,7 @@ class Config:
     events_file: str = ""
     alerts: AlertConfig | None = None
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    catalog: CatalogConfig | None = None
 
     @property
     def tenant_prefix(self) -> str:
@@ -326,6 +342,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             "events_file",
             "alerts",
             "resilience",
+            "catalog",
         },
     )
     tenant = top.get("tenant", str, "default")
@@ -425,6 +442,18 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(f"keys[{i}].{known[0]} is required for provider {provider!r}")
         keys.append(dict(k))
 
+    catalog = None
+    if "catalog" in raw:
+        c = _Section(raw["catalog"], "catalog.", {"url", "region", "endpoint_url"})
+        url = c.get("url", str, "")
+        if not url.startswith("dynamodb://") or len(url) <= len("dynamodb://"):
+            raise ConfigError(f'catalog.url must be "dynamodb://TABLE", got {url!r}')
+        catalog = CatalogConfig(
+            url=url,
+            region=c.get("region", str, None),
+            endpoint_url=c.get("endpoint_url", str, None),
+        )
+
     return Config(
         resilience=_resilience(raw.get("resilience", {})),
         path=path,
@@ -445,6 +474,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         metrics_textfile=top.get("metrics_textfile", str, ""),
         events_file=top.get("events_file", str, ""),
         alerts=_alerts(raw.get("alerts")),
+        catalog=catalog,
     )
 
 

@@ -26,6 +26,17 @@ from shipper.restore.tools import Conn, mask_dsn
 from shipper.storage import StorageBackend, open_backend
 
 CATALOGS = ("auto", "manifest", "archive")
+
+
+def catalog_choice(text: str) -> str:
+    """``--catalog``: one of :data:`CATALOGS`, or the fleet catalog ``dynamodb://TABLE``."""
+    if text in CATALOGS or (text.startswith("dynamodb://") and len(text) > len("dynamodb://")):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: choose from {', '.join(CATALOGS)} or dynamodb://TABLE"
+    )
+
+
 TARGET_HELP = (
     "'latest', a time with an offset (2026-11-24T10:41:07.250Z), a GTID set "
     "(0-1-532 or uuid:1-77) or FILE:POS"
@@ -67,12 +78,13 @@ def add_parser(sub: Any) -> None:
         )
         q.add_argument(
             "--catalog",
-            choices=CATALOGS,
+            type=catalog_choice,
             default="auto",
             help="what the plan is read from: the state manifest, or a scan of the archive "
-            "(the --from target; cached under STATE_DIR/cache/). Default auto: the manifest "
-            "if the state dir has one, else the archive (a fresh machine needs only the "
-            "config and the key)",
+            "(the --from target; cached under STATE_DIR/cache/), or the fleet catalog "
+            "dynamodb://TABLE (region and endpoint from [catalog] when it names that table). "
+            "Default auto: the manifest if the state dir has one, else the archive (a fresh "
+            "machine needs only the config and the key)",
         )
         q.add_argument(
             "--server-id",
@@ -158,7 +170,14 @@ def open_catalog(
     usable one (with the keys the ``--from`` target holds: a lineage conflict may differ
     per target), else -- a fresh machine, or a damaged manifest -- a scan of the target
     ``backend`` reads, said on stderr. ``archive`` always scans; ``manifest`` requires
-    the manifest."""
+    the manifest; ``dynamodb://TABLE`` reads the fleet catalog."""
+    if kind.startswith("dynamodb://"):
+        from shipper.catalog.dynamodb import DynamoCatalog
+
+        opts = dict(cfg.catalog.options) if cfg.catalog and cfg.catalog.url == kind else {}
+        # the copies that count are those in the cloud the objects are read from
+        opts["cloud"] = {"s3": "aws", "gs": "gcp"}.get(backend.url.split(":", 1)[0], "local")
+        return DynamoCatalog.from_url(kind, opts)
     manifest = cfg.state_dir / "manifest.sqlite"
     if kind == "auto" and manifest.exists() and not _usable(manifest):
         print(f"planning from the archive at {backend.url} instead", file=sys.stderr)
@@ -225,9 +244,37 @@ def make_plan(
             providers,
             getattr(args, "catalog", "auto"),
         )
-    sid = pick_server(catalog, cfg.tenant, getattr(args, "server_id", None))
-    rows = catalog.binlogs(cfg.tenant, sid) if sid is not None else []
-    backups = catalog.backups(cfg.tenant, sid) if sid is not None else []
+    return plan_from_catalog(
+        catalog,
+        cfg.tenant,
+        getattr(args, "server_id", None),
+        args.to,
+        backend,
+        providers,
+        ambiguous=args.ambiguous,
+        backup_id=args.backup_id,
+        check=check,
+    )
+
+
+def plan_from_catalog(
+    catalog: Catalog,
+    tenant: str,
+    server_id: int | None,
+    target: str,
+    backend: StorageBackend,
+    providers: list[Any],
+    *,
+    ambiguous: str = "exclude",
+    backup_id: str | None = None,
+    check: bool = True,
+) -> Plan:
+    """The plan for ``target`` from ``catalog`` (what ``restore plan`` and the
+    restore-planner Lambda both call), indexes read from ``backend``; ``check``: every
+    object it names exists there (:func:`check_objects`)."""
+    sid = pick_server(catalog, tenant, server_id)
+    rows = catalog.binlogs(tenant, sid) if sid is not None else []
+    backups = catalog.backups(tenant, sid) if sid is not None else []
 
     def load_index(row: ArchivedBinlog) -> TransactionIndex:
         key = row.index_key or (objects.index_key(row.object_key) if row.object_key else None)
@@ -236,12 +283,12 @@ def make_plan(
         return TransactionIndex.from_bytes(read_object(backend, key, providers))
 
     plan = plan_restore(
-        parse_target(args.to),
+        parse_target(target),
         backups,
         rows,
         load_index,
-        ambiguous=args.ambiguous,
-        backup_id=args.backup_id,
+        ambiguous=ambiguous,
+        backup_id=backup_id,
     )
     if check:
         check_objects(plan, backend, catalog)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from shipper import objects, tracing
 from shipper.binlog import BinlogInfo, scan_file
+from shipper.catalog.dynamodb_host import CatalogSync
 from shipper.config import Config
 from shipper.errors import (
     BinlogFormatError,
@@ -113,6 +114,9 @@ class Shipper:
         self.backends = [b for _, b in self.out.targets]
         self.report = Reporter(
             cfg, self.metrics, self.manifest, [u for u, _ in self.out.targets], self.state_dir
+        )
+        self.catalog = CatalogSync.configured(
+            cfg, self.manifest, self.backends, self.providers, self.metrics
         )
 
     def _check_state_dir(self) -> None:
@@ -204,6 +208,8 @@ class Shipper:
                 down.blocked,
             )
         self.report.pass_done(len(self.manifest.pending()))
+        if self.catalog is not None:
+            self.catalog.sync()  # after the manifest commits; never fails the pass
         return result
 
     def _identity_if_new(self, path: Path, name: str, size: int) -> str | None:

@@ -1,0 +1,1 @@
+"""Serverless entry points: thin adapters over :mod:`shipper.fleet` (aws/, gcp/)."""

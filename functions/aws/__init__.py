@@ -1,0 +1,1 @@
+"""AWS Lambda handlers: ``verify_replicate.handler`` and ``restore_planner.handler``."""

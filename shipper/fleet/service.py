@@ -1,0 +1,234 @@
+"""The verify-and-replicate service both clouds' functions call for one object.
+
+``VerifyReplicate.process(key)``: verify the object where it landed
+(:func:`shipper.fleet.verify.verify`), describe it in the catalog, record the
+source copy, copy it to the other cloud (:func:`shipper.fleet.replicate.replicate`)
+and record the replica. Handlers only turn their cloud's event into keys and
+the :class:`Result` into metrics; everything else is here, shared.
+
+Outcomes, and what they leave behind:
+
+* verified (and replicated): both copies ``verified`` in the catalog.
+* already: the catalog says both copies verified (a redelivered event): nothing
+  is read or written again.
+* integrity_failed: the object is tampered, truncated, not what its metadata
+  says, or a binlog event's CRC32 fails. The source copy is recorded
+  ``integrity_failed`` (terminal) and the object is never replicated.
+* lineage_conflict: the replica key holds different bytes. Recorded on the
+  replica copy, alerted (metric + error log), never overwritten.
+* missing: the object was deleted before its event arrived; nothing recorded.
+* outside_layout: a key the archive layout does not name; nothing read.
+
+A data key that cannot be unwrapped (KMS denied, key disabled) and a storage
+or catalog error are not the object's fault: they raise, the event is retried
+and, past its retries, lands in the dead-letter queue. The catalog is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from shipper.catalog.dynamodb import DynamoCatalog, Outcome
+from shipper.catalog.dynamodb_items import (
+    INTEGRITY_FAILED,
+    LINEAGE_CONFLICT,
+    VERIFIED,
+    BinlogEntry,
+    CopyState,
+    item_for_key,
+)
+from shipper.errors import BinlogFormatError, IntegrityError, ObjectNotFound
+from shipper.fleet.replicate import CONFLICT, COPIED, replicate
+from shipper.fleet.verify import Verified, verify
+from shipper.keys import KeyProvider
+from shipper.storage import StorageBackend
+
+log = logging.getLogger(__name__)
+
+METRICS = ("verified", "replicated", "integrity_failed", "lineage_conflicts", "bytes", "seconds")
+
+
+@dataclass(frozen=True)
+class Store:
+    """One cloud's copy of the archive: its backend and how the catalog names it."""
+
+    backend: StorageBackend
+    cloud: str
+    bucket: str
+
+
+@dataclass
+class Result:
+    key: str
+    status: str
+    tenant: str = ""
+    server: str = ""
+    counts: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
+
+
+class VerifyReplicate:
+    def __init__(
+        self,
+        source: Store,
+        replica: Store | None,
+        providers: Sequence[KeyProvider],
+        catalog: DynamoCatalog,
+        *,
+        by: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.replica = replica
+        self.providers = list(providers)
+        self.catalog = catalog
+        self.by = by
+        self.clock = clock
+
+    def process(self, key: str) -> Result:
+        started = time.monotonic()
+        try:
+            ref = item_for_key(key)
+        except IntegrityError as e:
+            log.error("not verifying %s/%s: %s", self.source.backend.url, key, e)
+            return Result(key, "outside_layout", "unknown", "unknown", detail=str(e))
+        res = Result(key, "", ref.tenant, str(ref.server_id))
+        item = self.catalog.item(key)
+        if item is not None and self._done(item.copies_for(ref.slot)):
+            res.status = "already"
+            return res
+        try:
+            v = verify(self.source.backend, key, self.providers)
+        except ObjectNotFound as e:
+            log.warning("%s/%s is gone before it was verified: %s", self.source.bucket, key, e)
+            res.status = "missing"
+            return res
+        except (IntegrityError, BinlogFormatError) as e:
+            return self._failed(res, key, str(e), started)
+        res.counts["verified"] = 1
+        res.counts["bytes"] = v.size
+        if not self._describe(v):
+            return self._failed(res, key, "the catalog describes another file at this key", started)
+        _, old = self.catalog.record_copy(key, self._copy(self.source, v))
+        if old is not None and old.state == INTEGRITY_FAILED:
+            log.error("%s: failed verification before; not replicating it", key)
+            res.status = "integrity_failed_before"
+            return self._timed(res, started)
+        res.status = "verified"
+        if self.replica is not None:
+            self._replicate(res, v)
+        return self._timed(res, started)
+
+    def _done(self, copies: dict[str, CopyState]) -> bool:
+        src = copies.get(self.source.cloud)
+        if src is None or src.state != VERIFIED:
+            return False
+        if self.replica is None:
+            return True
+        rep = copies.get(self.replica.cloud)
+        return rep is not None and rep.state in (VERIFIED, LINEAGE_CONFLICT)
+
+    def _replicate(self, res: Result, v: Verified) -> None:
+        assert self.replica is not None
+        r = replicate(self.source.backend, self.replica.backend, v)
+        if r.outcome == CONFLICT:
+            log.error(
+                "LINEAGE CONFLICT: %s; recorded, not overwritten",
+                r.detail,
+                extra={"tenant": res.tenant, "server": res.server, "key": v.key},
+            )
+            copy = CopyState(
+                cloud=self.replica.cloud,
+                bucket=self.replica.bucket,
+                key=v.key,
+                state=LINEAGE_CONFLICT,
+                at=self.clock(),
+                by=self.by,
+                version=r.info.version,
+                checksum=r.checksum,
+                detail=r.detail,
+            )
+            self.catalog.record_copy(v.key, copy)
+            res.counts["lineage_conflicts"] = 1
+            res.status = "lineage_conflict"
+            return
+        rep = CopyState(
+            cloud=self.replica.cloud,
+            bucket=self.replica.bucket,
+            key=v.key,
+            state=VERIFIED,
+            at=self.clock(),
+            by=self.by,
+            version=r.info.version,
+            checksum=r.checksum,
+            detail="copied" if r.outcome == COPIED else "already there, identical",
+        )
+        self.catalog.record_copy(v.key, rep)
+        if r.outcome == COPIED:
+            res.counts["replicated"] = 1
+        res.status = "replicated"
+
+    def _describe(self, v: Verified) -> bool:
+        """The item's description: binlogs from their authenticated header and scan,
+        backups from their record. False when the catalog holds another file here."""
+        if v.kind in ("binlog", "quarantine") and v.binlog is not None:
+            h, info = v.header, v.binlog
+            entry = BinlogEntry(
+                object_key=v.key,
+                binlog_name=info.name,
+                plaintext_sha256=v.plaintext_sha256,
+                plaintext_size=v.plaintext_size,
+                first_ts=info.first_timestamp,
+                last_ts=info.last_timestamp,
+                gtid_previous=str(h.get("gtid_previous") or info.gtid_previous or ""),
+                gtid_set=str(h.get("gtid_executed_end") or info.gtid_executed_end or ""),
+                file_status=str(h.get("file_status") or info.status),
+                server_uuid=str(h.get("server_uuid") or ""),
+            )
+            return self.catalog.put_binlog(entry) != Outcome.CONFLICT
+        if v.kind == "backup-record" and v.record is not None:
+            self.catalog.put_backup(v.key, v.record)
+        return True
+
+    def _copy(self, store: Store, v: Verified) -> CopyState:
+        checksum = f"sha256:{v.stat.sha256}" if v.stat.sha256 else f"crc32c:{v.stored_crc32c}"
+        return CopyState(
+            cloud=store.cloud,
+            bucket=store.bucket,
+            key=v.key,
+            state=VERIFIED,
+            at=self.clock(),
+            by=self.by,
+            version=v.stat.version,
+            checksum=checksum,
+        )
+
+    def _failed(self, res: Result, key: str, why: str, started: float) -> Result:
+        log.error(
+            "INTEGRITY FAILED: %s/%s: %s; recorded, not replicated",
+            self.source.bucket,
+            key,
+            why,
+            extra={"tenant": res.tenant, "server": res.server, "key": key},
+        )
+        copy = CopyState(
+            cloud=self.source.cloud,
+            bucket=self.source.bucket,
+            key=key,
+            state=INTEGRITY_FAILED,
+            at=self.clock(),
+            by=self.by,
+            detail=why,
+        )
+        self.catalog.record_copy(key, copy)
+        res.status = "integrity_failed"
+        res.detail = why
+        res.counts["integrity_failed"] = 1
+        return self._timed(res, started)
+
+    def _timed(self, res: Result, started: float) -> Result:
+        res.counts["seconds"] = time.monotonic() - started
+        return res
