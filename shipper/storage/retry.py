@@ -93,9 +93,12 @@ class RetryingBackend:
         metadata: Mapping[str, str],
         if_none_match: bool = True,
     ) -> ObjectInfo:
+        # A source that cannot rewind (a stream with read() only, as the protocol allows)
+        # gets one attempt: resending from the middle would corrupt the object.
+        seekable = getattr(source, "seekable", None)
         try:
-            start: int | None = source.tell() if source.seekable() else None
-        except OSError:
+            start: int | None = source.tell() if seekable is not None and seekable() else None
+        except (OSError, AttributeError):
             start = None
 
         def put() -> ObjectInfo:

@@ -75,3 +75,21 @@ def test_capabilities_are_declared_per_backend_not_per_url() -> None:
     assert FileBackend.capabilities.verify_mode == "full"
     with pytest.raises(AttributeError):
         FileBackend.capabilities.verify_mode = "prefix"  # type: ignore[misc]
+
+
+class ReadOnly:
+    """A source with read() only, as the storage protocol allows (a pipe, a checking reader)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._src.read(n)
+
+
+def test_a_source_with_read_only_goes_through_the_retry_wrapper() -> None:
+    backend = open_backend("memory://retry-read-only")
+    assert isinstance(backend, RetryingBackend)
+    data = b"x" * 100_000
+    backend.put("k", ReadOnly(data), size=len(data), metadata={})  # type: ignore[arg-type]
+    assert backend.open("k").read() == data
