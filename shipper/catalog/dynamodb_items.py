@@ -147,6 +147,9 @@ class BinlogEntry:
     server_uuid: str = ""
     #: the host manifest's word ("committed", "flagged"), when the host wrote it
     host_state: str = ""
+    #: the shipper's trace id for this binlog (object metadata / envelope header), so
+    #: the functions and the catalog continue the host's trace
+    trace_id: str = ""
 
     def attributes(self) -> dict[str, Any]:
         ref = item_for_key(self.object_key)
@@ -166,6 +169,8 @@ class BinlogEntry:
             "file_status": self.file_status,
             "server_uuid": self.server_uuid,
         }
+        if self.trace_id:
+            d["trace_id"] = self.trace_id
         if self.first_ts is not None:
             d["first_event_us"] = self.first_ts * US
         if self.last_ts is not None:

@@ -187,6 +187,7 @@ class VerifyReplicate:
                 gtid_set=str(h.get("gtid_executed_end") or info.gtid_executed_end or ""),
                 file_status=str(h.get("file_status") or info.status),
                 server_uuid=str(h.get("server_uuid") or ""),
+                trace_id=str(h.get("trace_id") or ""),
             )
             return self.catalog.put_binlog(entry) != Outcome.CONFLICT
         if v.kind == "backup-record" and v.record is not None:

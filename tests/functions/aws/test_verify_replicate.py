@@ -30,6 +30,8 @@ def test_object_is_verified_replicated_and_recorded(
     assert item.copies["gcp"].version == fleet.replica.stat(key).version
     assert item.copies["aws"].version == fleet.source.stat(key).version
     assert item.state == "committed"
+    # the shipper's trace continues in the catalog (the fixture ships with trace id "t")
+    assert item.attrs["trace_id"] == fleet.source.stat(key).metadata["trace_id"] == "t"
     (b,) = fleet.catalog.binlogs("acme", 7)
     assert b.name == "mysql-bin.000002" and b.index_key and b.first_ts
 
