@@ -40,13 +40,19 @@ from shipper.catalog.dynamodb_items import (
     CopyState,
     item_for_key,
 )
-from shipper.errors import BinlogFormatError, IntegrityError, ObjectNotFound
+from shipper.errors import BinlogFormatError, IntegrityError, ObjectNotFound, ShipperError
 from shipper.fleet.replicate import CONFLICT, COPIED, replicate
 from shipper.fleet.verify import Verified, verify
 from shipper.keys import KeyProvider
 from shipper.storage import StorageBackend
 
 log = logging.getLogger(__name__)
+
+
+class ReplicationFailed(ShipperError):
+    """The object verified (and is recorded so), but copying it to the other cloud failed:
+    retried with the event; the GCP function counts it (``replication_failed``)."""
+
 
 METRICS = ("verified", "replicated", "integrity_failed", "lineage_conflicts", "bytes", "seconds")
 
@@ -133,7 +139,12 @@ class VerifyReplicate:
 
     def _replicate(self, res: Result, v: Verified) -> None:
         assert self.replica is not None
-        r = replicate(self.source.backend, self.replica.backend, v)
+        try:
+            r = replicate(self.source.backend, self.replica.backend, v)
+        except ShipperError as e:
+            raise ReplicationFailed(
+                f"copying {v.key} to {self.replica.backend.url} failed: {e}"
+            ) from e
         if r.outcome == CONFLICT:
             log.error(
                 "LINEAGE CONFLICT: %s; recorded, not overwritten",
