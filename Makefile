@@ -78,5 +78,14 @@ infra-check: $(CHECKOV_STAMP)
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file infra/terraform/checkov.yaml \
 	  -d infra/terraform -d samplerepo
 
+# The function packages: dist/functions/aws-lambda.zip (for lambda_runtime python3.12 on
+# x86_64 by default; FUNCTIONS_ARGS="--python-version 3.13 --platform manylinux2014_aarch64"
+# for others) and dist/functions/gcp/ (see functions/build.py).
+FUNCTIONS_ARGS ?=
+.PHONY: functions
+
+functions: $(STAMP)
+	$(BIN)/python functions/build.py $(FUNCTIONS_ARGS)
+
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

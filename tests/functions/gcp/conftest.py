@@ -121,14 +121,14 @@ def metric_events(lines: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     ]
 
 
-def serve(env: dict[str, str], tmp: Path) -> Function:
+def serve(env: dict[str, str], tmp: Path, source: Path | None = None) -> Function:
     port = free_port()
     out, err = tmp / "function.stdout", tmp / "function.stderr"
     ff = Path(sys.executable).parent / "functions-framework"
     cmd = [
         str(ff),
         "--source",
-        str(ROOT / "functions" / "gcp" / "main.py"),
+        str(source or ROOT / "functions" / "gcp" / "main.py"),
         "--target",
         "verify_replicate",
         "--signature-type",
