@@ -218,33 +218,48 @@ class GcpFleet:
         return self.catalog.item(key)
 
 
-@pytest.fixture
-def gcp_fleet(moto: Moto, fake_gcs: FakeGcs, tmp_path: Path) -> Iterator[GcpFleet]:
-    bucket = fake_gcs.bucket()
-    s3_bucket = moto.bucket(versioning=True)
+def start_fleet(
+    moto: Moto,
+    gcs: FakeGcs,
+    tmp: Path,
+    *,
+    replica_exists: bool = True,
+    function_key: str | None = None,
+) -> GcpFleet:
+    """Buckets, key, table and a function serving them (``replica_exists=False``: the
+    replica bucket is named but not created yet, so every copy to S3 fails;
+    ``function_key``: the KMS key the function is given, when not the archive's)."""
+    bucket = gcs.bucket()
+    s3_bucket = moto.bucket(versioning=True) if replica_exists else unique("bs")
     kms_key = moto.kms_key()
     table = unique("catalog")
     create_catalog_table(moto.client("dynamodb"), table)
     env = function_env(
-        moto, fake_gcs, bucket=bucket, replica=s3_bucket, table=table, kms_key=kms_key
+        moto, gcs, bucket=bucket, replica=s3_bucket, table=table, kms_key=function_key or kms_key
     )
-    fn = serve(env, tmp_path)
+    fn = serve(env, tmp)
+    return GcpFleet(
+        moto,
+        gcs,
+        bucket,
+        s3_bucket,
+        table,
+        kms_key,
+        open_backend(f"gs://{bucket}", {}),
+        open_backend(
+            f"s3://{s3_bucket}", {"endpoint_url": moto.endpoint_url, "region": moto.region}
+        ),
+        AwsKmsProvider(kms_key, region=moto.region, endpoint_url=moto.endpoint_url),
+        DynamoCatalog(table, client=moto.client("dynamodb")),
+        fn,
+        tmp,
+    )
+
+
+@pytest.fixture
+def gcp_fleet(moto: Moto, fake_gcs: FakeGcs, tmp_path: Path) -> Iterator[GcpFleet]:
+    f = start_fleet(moto, fake_gcs, tmp_path)
     try:
-        yield GcpFleet(
-            moto,
-            fake_gcs,
-            bucket,
-            s3_bucket,
-            table,
-            kms_key,
-            open_backend(f"gs://{bucket}", {}),
-            open_backend(
-                f"s3://{s3_bucket}", {"endpoint_url": moto.endpoint_url, "region": moto.region}
-            ),
-            AwsKmsProvider(kms_key, region=moto.region, endpoint_url=moto.endpoint_url),
-            DynamoCatalog(table, client=moto.client("dynamodb")),
-            fn,
-            tmp_path,
-        )
+        yield f
     finally:
-        stop(fn)
+        stop(f.fn)

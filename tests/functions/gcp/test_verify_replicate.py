@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from shipper import envelope, objects
-from tests.functions.gcp.conftest import EVENTS, GcpFleet, metric_events
+from tests.functions.gcp.conftest import EVENTS, GcpFleet, metric_events, start_fleet, stop
+from tests.services.cloud import FakeGcs, Moto
 
 INDEX = ".idx.zst.enc"
 
@@ -164,3 +166,62 @@ def test_different_object_at_the_replica_key_is_a_lineage_conflict(gcp_fleet: Gc
     ]
     (line,) = [x for x in lines if x.get("event") == "lineage_conflicts"]
     assert line["severity"] == "ERROR"
+
+
+def test_the_legacy_background_event_is_converted_and_read(gcp_fleet: GcpFleet) -> None:
+    """functions-framework turns a legacy ``google.storage.object.finalize`` POST into the
+    CloudEvent: the function reads its bucket (here, not the archive's: refused by name)."""
+    sample = (EVENTS / "gcf-storage-legacy-input.json").read_bytes()
+    a = gcp_fleet.fn.post({"Content-Type": "application/json"}, sample)
+    assert a.status == 500 and "'some-bucket'" in a.body
+
+
+def test_a_failed_copy_to_s3_is_counted_retried_and_then_done(
+    moto: Moto, fake_gcs: FakeGcs, tmp_path: Path
+) -> None:
+    f = start_fleet(moto, fake_gcs, tmp_path, replica_exists=False)
+    try:
+        key = f.archive("kingbus__mysql_bin.000011", name="mysql-bin.000011")
+        a = f.deliver(key)
+        assert a.status == 500  # Eventarc redelivers
+        assert f.s3_bucket in a.body
+        assert "Traceback" not in f.fn.stderr.read_text()
+        item = f.item(key)
+        assert item.copies["gcp"].state == "verified" and "aws" not in item.copies
+        lines = f.fn.new_lines()
+        assert metric_events(lines) == [("replication_failed", "acme", "7")]
+        (line,) = [x for x in lines if x.get("event") == "replication_failed"]
+        assert line["severity"] == "ERROR"
+
+        # the replicator's bucket appears (credentials fixed): the redelivery finishes it
+        moto.s3.create_bucket(Bucket=f.s3_bucket)
+        assert f.deliver(key).status == 200
+        assert f.replica.open(key).read() == f.source.open(key).read()
+        assert f.item(key).copies["aws"].state == "verified"
+        assert sorted(metric_events(f.fn.new_lines())) == [
+            ("replicated", "acme", "7"),
+            ("verified", "acme", "7"),
+        ]
+    finally:
+        stop(f.fn)
+
+
+def test_a_data_key_that_cannot_be_unwrapped_is_retried_not_recorded(
+    moto: Moto, fake_gcs: FakeGcs, tmp_path: Path
+) -> None:
+    """The function's KMS key is not the one the object's data key is wrapped with (a
+    misconfigured or rotated-away key): not the object's fault, so no catalog entry, no
+    copy, no metric; a 500, so Eventarc retries, and an error line naming the object."""
+    f = start_fleet(moto, fake_gcs, tmp_path, function_key=moto.kms_key())
+    try:
+        key = f.archive("kingbus__mysql_bin.000011", name="mysql-bin.000011")
+        a = f.deliver(key)
+        assert a.status == 500, a.body
+        assert "data key" in a.body
+        assert f.item(key) is None
+        assert not list(f.replica.list(""))
+        lines = f.fn.new_lines()
+        assert metric_events(lines) == []
+        assert any(x.get("severity") == "ERROR" and x.get("key") == key for x in lines)
+    finally:
+        stop(f.fn)
