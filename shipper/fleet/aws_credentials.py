@@ -20,7 +20,9 @@ TOKEN_MAX_AGE = 20 * 60
 
 
 def configure_aws_credentials(
-    env: Mapping[str, str], fetch_id_token: Callable[[str], str] | None = None
+    env: Mapping[str, str],
+    fetch_id_token: Callable[[str], str] | None = None,
+    token_file: str = TOKEN_FILE,
 ) -> None:
     """Give boto3 (S3, DynamoDB, AWS KMS) credentials, by AWS_CREDENTIALS_MODE.
 
@@ -59,10 +61,10 @@ def configure_aws_credentials(
                     "(AWS_CREDENTIALS_MODE=workload_identity needs it; see docs/functions.md)"
                 )
         global _token
-        _token = _WebIdentityToken(env["AWS_WEB_IDENTITY_AUDIENCE"], fetch_id_token)
+        _token = _WebIdentityToken(env["AWS_WEB_IDENTITY_AUDIENCE"], fetch_id_token, token_file)
         _token.refresh(force=True)
         os.environ["AWS_ROLE_ARN"] = env["AWS_ROLE_ARN"]
-        os.environ["AWS_WEB_IDENTITY_TOKEN_FILE"] = TOKEN_FILE
+        os.environ["AWS_WEB_IDENTITY_TOKEN_FILE"] = token_file
         os.environ.setdefault("AWS_ROLE_SESSION_NAME", env.get("K_SERVICE", "verify-replicate"))
         return
     raise ConfigError(
@@ -72,8 +74,9 @@ def configure_aws_credentials(
 
 
 class _WebIdentityToken:
-    def __init__(self, audience: str, fetch: Callable[[str], str] | None) -> None:
+    def __init__(self, audience: str, fetch: Callable[[str], str] | None, path: str) -> None:
         self.audience = audience
+        self.path = path
         self.fetch = fetch or _metadata_id_token
         self.at = 0.0
 
@@ -87,11 +90,11 @@ class _WebIdentityToken:
                 f"could not get an ID token for audience {self.audience!r} from the metadata "
                 f"server ({e}): is this running as the function's service account?"
             ) from e
-        tmp = TOKEN_FILE + ".tmp"
+        tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token)
-        os.replace(tmp, TOKEN_FILE)  # botocore never reads half a token
+        os.replace(tmp, self.path)  # botocore never reads half a token
         self.at = time.monotonic()
 
 
