@@ -116,16 +116,19 @@ class JsonLogFormatter(logging.Formatter):
     _SKIP = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
+        # Python's level names are Cloud Logging's severities (DEBUG ... CRITICAL)
         line: dict[str, Any] = {
-            "severity": "WARNING" if record.levelname == "WARNING" else record.levelname,
+            "severity": record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
         }
         for k, v in record.__dict__.items():
             if k not in self._SKIP and k != "event":
                 line[k] = v
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # the error by name, never a traceback in the log
+            e = record.exc_info[1]
+            line["error"] = f"{type(e).__name__}: {e}"
         return json.dumps(line, default=str, sort_keys=True)
 
 
@@ -180,14 +183,29 @@ def make_function(
 
     ns = namespace or os.environ.get("METRICS_NAMESPACE") or "BinlogShipper"
 
-    def run(cloud_event: Any) -> dict[str, Any]:
-        obj = FinalizedObject.of(cloud_event.get_attributes(), cloud_event.get_data())
-        svc = get()
-        if obj.bucket != svc.source.bucket:
-            raise ConfigError(
-                f"event for bucket {obj.bucket!r}, but this function verifies "
-                f"{svc.source.bucket!r} (ARCHIVE_BUCKET): check the event trigger's filter"
+    def accept(cloud_event: Any) -> tuple[FinalizedObject, VerifyReplicate]:
+        attributes = cloud_event.get_attributes()
+        try:
+            obj = FinalizedObject.of(attributes, cloud_event.get_data())
+            svc = get()  # the first event builds it: a bad environment is named here
+            if obj.bucket != svc.source.bucket:
+                raise ConfigError(
+                    f"event for bucket {obj.bucket!r}, but this function verifies "
+                    f"{svc.source.bucket!r} (ARCHIVE_BUCKET): check the event trigger's filter"
+                )
+        except ShipperError as e:
+            log_line(
+                None,
+                f"event not handled, it will be retried: {e}",
+                severity="ERROR",
+                event_id=str(attributes.get("id", "")),
+                subject=str(attributes.get("subject", "")),
             )
+            raise
+        return obj, svc
+
+    def run(cloud_event: Any) -> dict[str, Any]:
+        obj, svc = accept(cloud_event)
         started = time.monotonic()
         try:
             result = svc.process(obj.name)
@@ -296,7 +314,11 @@ _run = make_function(_default)
 def verify_replicate(cloud_event: Any) -> None:
     """Entry point (infra/terraform: ``entry_point = "verify_replicate"``)."""
     try:
-        refresh_token()
+        try:
+            refresh_token()
+        except ShipperError as e:
+            log_line(None, f"event not handled, it will be retried: {e}", severity="ERROR")
+            raise
         _run(cloud_event)
     except ShipperError as e:
         # An HTTP error is answered by Flask without a traceback (any other exception

@@ -60,7 +60,10 @@ def test_the_real_sample_event_is_parsed_and_a_foreign_bucket_refused(gcp_fleet:
     assert a.status == 500
     assert "'some-bucket'" in a.body and "ARCHIVE_BUCKET" in a.body
     assert "Traceback" not in gcp_fleet.fn.stderr.read_text()
-    assert metric_events(gcp_fleet.fn.new_lines()) == []
+    lines = gcp_fleet.fn.new_lines()
+    assert metric_events(lines) == []
+    (line,) = [x for x in lines if x["severity"] == "ERROR"]
+    assert "'some-bucket'" in line["message"] and line["event_id"] == sample["id"]
 
 
 def test_a_key_outside_the_layout_is_acknowledged_and_not_read(gcp_fleet: GcpFleet) -> None:
