@@ -178,7 +178,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
         listener.close()
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 130
+    assert p.returncode == 130, err.decode()
     assert err.decode() == "binlog-shipper: interrupted\n"
 
 
