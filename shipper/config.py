@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import ConfigError
-from shipper.pipeline.parallel import default_workers
 from shipper.resilience import ResilienceConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/binlog-shipper/config.toml")
@@ -380,7 +379,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
 
         parse_address(metrics_address)  # refuse a bad value at load, not at first serve
 
-    workers = top.number("workers", default_workers(), 1, 64, integer=True)
+    workers = top.number("workers", 1, 1, 64, integer=True)
     budget_mb = top.number("memory_budget_mb", 192, 16, 1 << 20, integer=True, unit="MiB")
 
     m = _Section(

@@ -27,7 +27,6 @@ Three bounds keep a pass in check whatever the file sizes:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -73,11 +72,6 @@ def limit_malloc_arenas() -> None:
         libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX (glibc malloc.h)
     except (OSError, AttributeError):
         log.debug("mallopt(M_ARENA_MAX) unavailable: not glibc")
-
-
-def default_workers() -> int:
-    """min(4, cores): more threads than cores only helps while they wait on the network."""
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def footprint(size: int, chunk_size: int) -> int:
