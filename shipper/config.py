@@ -166,6 +166,11 @@ class Config:
     alerts: AlertConfig | None = None
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     catalog: CatalogConfig | None = None
+    #: binlogs sealed, uploaded and verified at once (pipeline/parallel.py)
+    workers: int = 1
+    #: bytes those workers may hold in buffers at once (parallel.footprint per binlog);
+    #: the process's RSS is about 100 MiB (interpreter, SDKs) more
+    memory_budget: int = 192 << 20
 
     @property
     def tenant_prefix(self) -> str:
@@ -343,6 +348,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             "alerts",
             "resilience",
             "catalog",
+            "workers",
+            "memory_budget_mb",
         },
     )
     tenant = top.get("tenant", str, "default")
@@ -371,6 +378,9 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         from shipper.telemetry import parse_address
 
         parse_address(metrics_address)  # refuse a bad value at load, not at first serve
+
+    workers = top.number("workers", 1, 1, 64, integer=True)
+    budget_mb = top.number("memory_budget_mb", 192, 16, 1 << 20, integer=True, unit="MiB")
 
     m = _Section(
         raw.get("mysql", {}),
@@ -475,6 +485,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         events_file=top.get("events_file", str, ""),
         alerts=_alerts(raw.get("alerts")),
         catalog=catalog,
+        workers=workers,
+        memory_budget=budget_mb << 20,
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -62,7 +63,12 @@ class Manifest:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _private_file(self.path)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+            # shared by the shipper's worker threads (pipeline/parallel.py); every use
+            # of the connection holds self._lock, so statements never interleave
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, timeout=30, check_same_thread=False
+            )
+            self._lock = threading.RLock()
         except (sqlite3.Error, OSError) as e:
             raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") from e
         try:
@@ -97,7 +103,8 @@ class Manifest:
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
-            return self._db.execute(sql, tuple(args)).fetchall()
+            with self._lock:
+                return self._db.execute(sql, tuple(args)).fetchall()
         except sqlite3.OperationalError as e:
             raise StateError(f"state manifest {self.path}: {e}") from e
         except sqlite3.DatabaseError as e:
@@ -114,6 +121,10 @@ class Manifest:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield from self._tx_locked()
+
+    def _tx_locked(self) -> Iterator[sqlite3.Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:

@@ -7,12 +7,15 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from shipper import events
 from shipper.cli.common import add_config_args, load_config, print_json
+from shipper.cli.watcher import SETTLE_SECONDS, Wake, say, timestamp_logs, watch_dir
 from shipper.errors import ShipperError, StorageError
+from shipper.pipeline.parallel import limit_malloc_arenas
 from shipper.pipeline.ship import PassResult, Shipper
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # structured events as JSON lines: stderr, or appended to events_file
     handler = events.install(Path(cfg.events_file) if cfg.events_file else None)
     try:
+        limit_malloc_arenas()  # before any worker thread exists
         shipper = Shipper(cfg)
         try:
             if args.once:
@@ -71,17 +75,8 @@ def _export(shipper: Shipper) -> None:
 def _report(res: PassResult) -> int:
     """Print what the pass did; the exit code: 1 when a binlog failed, was flagged or is
     a gap, else 8 when a target failed as a whole (a storage failure), else 0."""
-    for name in res.shipped:
-        print(f"shipped  {name}")
-    for url, names in res.backfilled.items():
-        print(f"backfill {url}: {len(names)} committed binlog(s) copied ({names[0]}..{names[-1]})")
-    for name in res.flagged:
-        print(f"FLAGGED  {name}: event checksum mismatch; quarantined, not restorable")
-    for name in res.gaps:
-        print(f"GAP      {name}: purged by the server before it was shipped")
-    for name, err in res.failed.items():
-        print(f"FAILED   {name}: {err}")
-    _print_targets_down(res)
+    for line in _lines(res):
+        print(line, flush=True)
     print(
         f"{len(res.shipped)} shipped, {len(res.already)} already archived, "
         f"{len(res.flagged)} flagged, {len(res.gaps)} gaps, {len(res.failed)} failed"
@@ -92,52 +87,65 @@ def _report(res: PassResult) -> int:
     return StorageError.exit_code if res.targets_down else 0
 
 
-def _print_targets_down(res: PassResult) -> None:
+def _lines(res: PassResult) -> Iterator[str]:
+    """One line per thing the pass did that an operator must see."""
+    for name in res.shipped:
+        yield f"shipped  {name}"
+    for url, names in res.backfilled.items():
+        yield f"backfill {url}: {len(names)} committed binlog(s) copied ({names[0]}..{names[-1]})"
+    for name in res.flagged:
+        yield f"FLAGGED  {name}: event checksum mismatch; quarantined, not restorable"
+    for name in res.gaps:
+        yield f"GAP      {name}: purged by the server before it was shipped"
+    for name, err in res.failed.items():
+        yield f"FAILED   {name}: {err}"
     # once per target and pass, however many binlogs it held back
     for down in res.targets_down.values():
-        print(
+        yield (
             f"TARGET   {down.url} failed: {down.error}; {down.blocked} binlog(s) not written "
-            "to it (kept pending, retried next pass)",
-            flush=True,
+            "to it (kept pending, retried next pass)"
         )
 
 
 def watch(shipper: Shipper) -> int:
-    """Ship on every change in the binlog dir (watchdog), and every poll_interval anyway."""
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
-
-    wake = threading.Event()
+    """Ship whenever the server rotates (watchdog), and every poll_interval anyway."""
+    timestamp_logs()
     stop = threading.Event()
-
-    class _Handler(FileSystemEventHandler):
-        def on_any_event(self, event: FileSystemEvent) -> None:
-            wake.set()
+    wake = Wake()
 
     def _stop(signum: int, _frame: object) -> None:
-        log.info("signal %s: finishing the current binlog, then stopping", signum)
+        log.info("signal %s: finishing the current pass, then stopping", signum)
         stop.set()
-        wake.set()
+        wake.poke()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if shipper.cfg.metrics_address:
-        shipper.metrics.serve(shipper.cfg.metrics_address)
-        print(f"metrics on http://{shipper.cfg.metrics_address}/metrics", flush=True)
+    cfg = shipper.cfg
+    if cfg.metrics_address:
+        shipper.metrics.serve(cfg.metrics_address)
     with shipper.locked():
-        _state, binlog_dir = shipper.discover()
-        observer = Observer()
-        observer.schedule(_Handler(), str(binlog_dir), recursive=False)
-        observer.start()
+        state, binlog_dir = shipper.discover()
+        observer = watch_dir(binlog_dir, wake)
+        say(
+            f"watching {binlog_dir} for binlogs of server {state.server_id} "
+            f"({state.server_uuid or 'no uuid'}, {state.version}); poll every "
+            f"{cfg.poll_interval:g} s; "
+            + (
+                f"metrics on http://{cfg.metrics_address}/metrics"
+                if cfg.metrics_address
+                else "metrics off"
+            )
+            + f"; {cfg.workers} worker(s)"
+        )
         try:
             while not stop.is_set():
-                wake.clear()
+                active: str | None = None
                 try:
                     state, binlog_dir = shipper.discover()
+                    active = state.active
                     res = shipper.ship_pass(state, binlog_dir)
-                    for name in res.shipped:
-                        print(f"shipped  {name}", flush=True)
-                    _print_targets_down(res)
+                    for line in _lines(res):
+                        say(line)
                     _export(shipper)
                 except Exception as e:  # keep watching; the error is logged and counted
                     shipper.metrics.failures.labels(stage="pass").inc()
@@ -151,8 +159,14 @@ def watch(shipper: Shipper) -> int:
                         level=logging.ERROR,
                         code=code,
                     )
-                wake.wait(shipper.cfg.poll_interval)
+                if active is not None and wake.rotation_pending(active):
+                    # the server created a binlog it does not report as active yet (the
+                    # rotation is still under way): look again in a moment, not at the poll
+                    wake.wait(SETTLE_SECONDS)
+                else:
+                    wake.wait(cfg.poll_interval)
         finally:
             observer.stop()
             observer.join()
+    say("stopped")
     return 0

@@ -16,11 +16,16 @@ access denied, endpoint down) is skipped for the rest of the pass and reported
 once, with the number of binlogs it held back; they stay staged and pending.
 Targets that lack committed binlogs (added to the config later) are filled in
 by ``pipeline/backfill.py``.
+
+A pass ships ``workers`` binlogs at once (``pipeline/parallel.py``):
+:meth:`Shipper.prepare` (stage through placements, failover) runs in the pool,
+:meth:`Shipper.commit` in the calling thread, in sequence order.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import fcntl
 import logging
@@ -45,8 +50,10 @@ from shipper.manifest import Manifest, binlog_sequence
 from shipper.pipeline import failover, routing
 from shipper.pipeline.backfill import backfill
 from shipper.pipeline.discover import ServerState, read_state
+from shipper.pipeline.parallel import Done, Job, MemoryBudget, run_ordered
 from shipper.pipeline.report import Reporter
-from shipper.pipeline.stage import file_identity, stage, staged_files, staged_name, unstage
+from shipper.pipeline.stage import stage, staged_files, staged_name, unstage
+from shipper.pipeline.survey import identity_if_new, warn_purge
 from shipper.pipeline.targets import TARGET_ERRORS, TargetDown, TargetWriter
 from shipper.pipeline.upload import ObjectWriter
 from shipper.telemetry import Metrics
@@ -74,6 +81,28 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return not (self.failed or self.flagged or self.gaps or self.blocked or self.targets_down)
+
+
+@dataclass
+class Ready:
+    """A binlog prepared in a worker (placed on every target it could reach), waiting
+    for its turn to be committed."""
+
+    name: str
+    info: BinlogInfo
+    trace_id: str
+    #: time.monotonic() when its shipping started (the duration metric)
+    started: float
+    #: attempts recorded before this one (for the report)
+    attempts: int
+    #: the server's file (its mtime dates the rotation)
+    source: Path
+    #: target URL -> the key it holds the binlog under there
+    keys: dict[str, str] = field(default_factory=dict)
+    #: write targets that are down and do not have it yet (none once failover covered)
+    held_back: list[str] = field(default_factory=list)
+    #: whether this attempt uploaded it anywhere (else it was archived already)
+    wrote: bool = False
 
 
 class Shipper:
@@ -112,6 +141,7 @@ class Shipper:
             fallback=[(t.url, self.resilient.open(t)) for t in failover.fallback_targets(cfg)],
         )
         self.backends = [b for _, b in self.out.targets]
+        self.budget = MemoryBudget(cfg.memory_budget)
         self.report = Reporter(
             cfg, self.metrics, self.manifest, [u for u, _ in self.out.targets], self.state_dir
         )
@@ -178,26 +208,68 @@ class Shipper:
         self._record_gaps(closed, result)
         known = {r.name for r in self.manifest.all()}
         for name, size in closed:
-            self.manifest.discover(name, size, self._identity_if_new(binlog_dir / name, name, size))
+            identity = identity_if_new(self.manifest, binlog_dir / name, name, size)
+            self.manifest.discover(name, size, identity)
             if name not in known:
                 self.metrics.discovered.inc()
-        self._warn_purge(state, binlog_dir, result)
+        result.warnings += warn_purge(self.manifest, self.metrics, state, binlog_dir, self.cfg)
         # Rows still pending whose file the server no longer lists are shipped from the
         # staged hardlink if there is one; otherwise they are gaps.
-        for row in self.manifest.pending():
-            if row.name in listed and row.name == state.active:
-                continue
-            with tracing.binlog_span(row.name, self.cfg.tenant) as trace_id:
+        jobs = [
+            Job(row.name, row.size or 0)
+            for row in self.manifest.pending()
+            if not (row.name in listed and row.name == state.active)
+        ]
+        traces: dict[str, str] = {}  # binlog -> its span's trace id (set by the worker)
+        # binlog -> the context inside its span, so the commit's events name its trace
+        spans: dict[str, contextvars.Context] = {}
+        # worker threads start with an empty context: each job runs in a copy of this
+        # thread's, so a binlog's span is a child of the caller's trace, if any
+        caller = contextvars.copy_context()
+
+        def traced(job: Job) -> Ready | str:
+            with tracing.binlog_span(job.name, self.cfg.tenant) as trace_id:
+                traces[job.name] = trace_id
                 try:
-                    outcome = self.ship_one(row.name, binlog_dir, state, trace_id=trace_id)
+                    ready = self.prepare(job.name, binlog_dir, state, trace_id=trace_id)
+                    spans[job.name] = contextvars.copy_context()
+                    return ready
                 except ShipperError as e:
                     tracing.record_error(e)
-                    self.manifest.record_attempt(row.name, str(e))
-                    log.error("binlog %s: %s", row.name, e)
-                    self.report.binlog_failed(row.name, e, row.attempts, trace_id)
-                    result.failed[row.name] = str(e)
-                    continue
-            getattr(result, outcome).append(row.name)
+                    raise
+
+        def work(job: Job) -> Ready | str:
+            return caller.copy().run(traced, job)
+
+        def commit(done: Done[Ready | str]) -> None:
+            name = done.job.name
+            try:
+                if done.error is not None:
+                    raise done.error
+                assert done.value is not None
+                if isinstance(done.value, str):
+                    outcome = done.value
+                else:
+                    span = spans.pop(name, None)
+                    outcome = span.run(self.commit, done.value) if span else self.commit(done.value)
+            except ShipperError as e:
+                row = self.manifest.get(name)
+                self.manifest.record_attempt(name, str(e))
+                log.error("binlog %s: %s", name, e)
+                attempts = row.attempts if row is not None else 0
+                self.report.binlog_failed(name, e, attempts, traces.get(name, ""))
+                result.failed[name] = str(e)
+                return
+            getattr(result, outcome).append(name)
+
+        run_ordered(
+            jobs,
+            work,
+            commit,
+            workers=self.cfg.workers,
+            budget=self.budget,
+            chunk_size=self.cfg.chunk_size,
+        )
         backfill(self, binlog_dir, result)
         for down in result.targets_down.values():
             log.error(
@@ -211,24 +283,6 @@ class Shipper:
         if self.catalog is not None:
             self.catalog.sync()  # after the manifest commits; never fails the pass
         return result
-
-    def _identity_if_new(self, path: Path, name: str, size: int) -> str | None:
-        """The file's identity, when it may differ from what the manifest knows.
-
-        A known binlog that was closed before we discovered it has the recorded
-        size and an mtime older than its discovery; only a new file under an old
-        name (RESET MASTER, a rebuilt server) breaks that, so only then, or for a
-        name we have never seen, is the file opened.
-        """
-        row = self.manifest.get(name)
-        try:
-            if row is not None and row.identity:
-                st = path.stat()
-                if st.st_size == (row.size or size) and st.st_mtime <= row.discovered_at:
-                    return None
-            return file_identity(path)
-        except FileNotFoundError:
-            return None
 
     def _sweep_staging(self) -> None:
         """Drop staged copies of binlogs that are already done (a crash after commit)."""
@@ -261,40 +315,23 @@ class Shipper:
         self.report.gap(name, why)
         result.gaps.append(name)
 
-    def _warn_purge(self, state: ServerState, binlog_dir: Path, result: PassResult) -> None:
-        if state.expire_seconds <= 0:
-            self.metrics.purge_risk.set(0)
-            self.metrics.set_expiry_deadline(None)
-            return
-        now = time.time()
-        at_risk = 0
-        deadline: float | None = None
-        for row in self.manifest.pending():
-            path = binlog_dir / row.name
-            with contextlib.suppress(FileNotFoundError):
-                # the server's expiry counts from the file's last write, as this does
-                purge_at = path.stat().st_mtime + state.expire_seconds
-                deadline = purge_at if deadline is None else min(deadline, purge_at)
-                left = purge_at - now
-                if left < self.cfg.purge_warning_seconds:
-                    at_risk += 1
-                    msg = (
-                        f"binlog {row.name} is not archived yet and the server may purge it in "
-                        f"{max(0, int(left))}s (binlog_expire_logs_seconds="
-                        f"{state.expire_seconds})"
-                    )
-                    log.warning(msg)
-                    result.warnings.append(msg)
-        self.metrics.purge_risk.set(at_risk)
-        self.metrics.set_expiry_deadline(deadline)
-
     # -- one binlog --
     def ship_one(
         self, name: str, binlog_dir: Path, state: ServerState, *, trace_id: str | None = None
     ) -> str:
-        """Ship ``name``; returns "shipped", "already", "flagged", "gaps" or "blocked"
-        (a write target is down: the row stays pending). ``trace_id`` (of the binlog's
-        span) goes into the object metadata."""
+        """Ship ``name`` now, in this thread; returns "shipped", "already", "flagged",
+        "gaps" or "blocked" (a write target is down: the row stays pending)."""
+        ready = self.prepare(name, binlog_dir, state, trace_id=trace_id)
+        return ready if isinstance(ready, str) else self.commit(ready)
+
+    def prepare(
+        self, name: str, binlog_dir: Path, state: ServerState, *, trace_id: str | None = None
+    ) -> Ready | str:
+        """Everything before the commit: stage, scan, seal, put, verify, index, one
+        placement per target, failover. Safe in a worker thread (the rows of other
+        binlogs are never touched); the commit is :meth:`commit`'s, in sequence order.
+        Returns "gaps" when the file was purged before it was staged. ``trace_id`` (of
+        the binlog's span) goes into the object metadata."""
         started = time.monotonic()
         row = self.manifest.get(name)
         assert row is not None
@@ -331,46 +368,54 @@ class Shipper:
         )
         index = None if flagged else info.index.to_bytes()
         placed = self.manifest.placements(name)
-        final_keys: dict[str, str] = {}
-        outcome = "already"
-        held_back = []
+        ready = Ready(name, info, b.metadata["trace_id"], started, row.attempts, binlog_dir / name)
         for url, backend in self.out.targets:
             done = placed.get(url)
             if done is not None and done.state == "verified" and done.object_key:
-                final_keys[url] = done.object_key  # placed by an earlier, interrupted attempt
+                ready.keys[url] = done.object_key  # placed by an earlier, interrupted attempt
                 continue
             if url in self.out.down:
                 self.manifest.place(name, url, key=None, error=self.out.down[url].error)
-                held_back.append(url)
+                ready.held_back.append(url)
                 continue
             try:
                 k, wrote = self.out.place(url, backend, key, b, index)
             except TARGET_ERRORS as e:
                 self.out.failed(url, e, name)
-                held_back.append(url)
+                ready.held_back.append(url)
                 continue
-            outcome = "shipped" if wrote else outcome
-            final_keys[url] = k
-        if held_back and not failover.cover(
-            self.out, self.resilient, name, held_back, final_keys, key, b, index
+            ready.wrote = ready.wrote or wrote
+            ready.keys[url] = k
+        if ready.held_back and failover.cover(
+            self.out, self.resilient, name, ready.held_back, ready.keys, key, b, index
         ):
+            ready.held_back = []
+            ready.wrote = True  # to the fallback target (failover.cover)
+        return ready
+
+    def commit(self, ready: Ready) -> str:
+        """Move a prepared binlog's row to committed (or flagged), in the committer's
+        thread; "blocked" when a write target does not have it yet."""
+        name, info = ready.name, ready.info
+        if ready.held_back:
             # the row moves on only once every write target has it (or, with failover,
             # once a target whose circuit is closed has it); the placements made say
             # how far it got
-            for url in held_back:
+            for url in ready.held_back:
                 self.out.down[url].blocked += 1
             self.manifest.record_attempt(
-                name, "not yet written to " + ", ".join(held_back) + " (target down)"
+                name, "not yet written to " + ", ".join(ready.held_back) + " (target down)"
             )
             return "blocked"
-        if held_back:
-            outcome = "shipped"  # to the fallback target (failover.cover)
+        final_keys = ready.keys
         first = next(iter(final_keys.values()))
         self.manifest.reach(name, "uploaded", object_key=first, targets=list(final_keys))
         self.manifest.reach(name, "verified")
-        if flagged:
+        outcome = "shipped" if ready.wrote else "already"
+        staged, _sealed = staged_files(self.staging, name)
+        if info.damage is not None:  # CRC mismatch, or a flag that denies the CRCs
             outcome = "flagged"
-            self._flag(name, info, next(iter(final_keys.values())))
+            self._flag(name, info, first)
         else:
             if info.status != "complete":
                 self.manifest.journal(info.status, name, {"truncated_at": info.truncated_at})
@@ -379,23 +424,17 @@ class Shipper:
                     name,
                     info.status,
                 )
-            rotated_at = _rotated_at(binlog_dir / name, staged)
+            rotated_at = _rotated_at(ready.source, staged)
             self.manifest.advance(name, "committed", error=None)
             self.metrics.shipped.inc()
             self.metrics.bytes.inc(info.size)
             self.metrics.last_commit.set(time.time())
             self.report.committed(
-                name,
-                info,
-                outcome,
-                final_keys.values(),
-                row.attempts,
-                b.metadata["trace_id"],
-                rotated_at,
+                name, info, outcome, final_keys.values(), ready.attempts, ready.trace_id, rotated_at
             )
         unstage(self.staging, name)
-        self.metrics.duration.observe(time.monotonic() - started)
-        log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, b.metadata["trace_id"])
+        self.metrics.duration.observe(time.monotonic() - ready.started)
+        log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, ready.trace_id)
         return outcome
 
     def _flag(self, name: str, info: BinlogInfo, key: str) -> None:

@@ -113,8 +113,9 @@ class TargetWriter:
 
     def failed(self, url: str, e: ShipperError, name: str | None = None) -> None:
         """Take ``url`` out of this pass: one report for the target, not one per binlog."""
-        if url not in self.down:
-            self.down[url] = TargetDown(url, str(e))
+        first = TargetDown(url, str(e))
+        # setdefault: two worker threads may see the same target fail at once
+        if self.down.setdefault(url, first) is first:
             self.metrics.failures.labels(stage="target").inc()
             self.metrics.failure(e.code, target=url)
             events.emit(

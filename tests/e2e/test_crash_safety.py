@@ -5,6 +5,10 @@ a real MariaDB and is killed with SIGKILL at a random moment while binlogs are
 pending, at least 20 times, restarting each time. Afterwards every closed
 binlog is archived exactly once, no object was ever replaced, the manifest
 agrees with the archive, and every fetch is byte-identical to the server's file.
+
+It runs with one worker and with four (several binlogs sealed, uploaded and
+verified at once when the kill lands); after every kill the committed rows are
+a prefix of the sequence: never N+1 committed while N is not.
 """
 
 from __future__ import annotations
@@ -44,16 +48,22 @@ def _pending(state: Path) -> int:
         return len(m.pending())
 
 
-def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    server: SandboxServer = mariadb_factory(server_id=21, max_binlog_size=64 << 20)
+@pytest.mark.parametrize("workers", [1, 4])
+def test_sigkill_at_random_moments_loses_nothing(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    workers: int,
+) -> None:
+    server: SandboxServer = mariadb_factory(server_id=21 + workers, max_binlog_size=64 << 20)
     fill_binlogs(server, 12)  # a dozen closed binlogs of ~4 MB
     state = tmp_path / "state"
-    write_config(state, server, tenant="crash")
+    write_config(state, server, tenant="crash", extra=f"workers = {workers}")
     archive = state / "archive"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261124")))
     cmd = [sys.executable, "-m", "shipper", "run", "--once", "--state-dir", str(state)]
     seen: dict[str, tuple[str, str]] = {}
     kills = 0
+    most_ahead = 0  # the most binlogs placed but not yet committed when a kill landed
     batches = 1
     runs = 0
     while kills < MIN_KILLS:
@@ -73,6 +83,10 @@ def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path
         for key, ver in seen.items():
             assert now.get(key) == ver, f"{key} was overwritten or removed"
         seen = now
+        most_ahead = max(most_ahead, _assert_committed_in_order(state))
+    if workers > 1:
+        # some kill landed while several binlogs were uploaded and waiting for their turn
+        assert most_ahead >= 2, most_ahead
     # Finally let it finish.
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -112,8 +126,26 @@ def test_sigkill_at_random_moments_loses_nothing(mariadb_factory, tmp_path: Path
         assert rows[name].sha256 == want
     print(
         f"{kills} SIGKILLs in {runs} runs over {batches} batch(es), {len(names)} binlogs "
-        "archived once each"
+        f"archived once each ({workers} worker(s); up to {most_ahead} placed ahead of a kill)"
     )
+
+
+def _assert_committed_in_order(state: Path) -> int:
+    """The committed rows are a prefix of the sequence (nothing here fails or is
+    flagged); returns how many rows after it already have a verified placement."""
+    if not (state / "manifest.sqlite").exists():
+        return 0
+    with Manifest(state / "manifest.sqlite") as m:
+        rows = sorted(m.all(), key=lambda r: r.sequence)
+        placed = {
+            n
+            for (n, _), p in m.all_placements().items()
+            if any(x.state == "verified" for x in p.values())
+        }
+    states = [r.state for r in rows]
+    done = states.count("committed")
+    assert states[:done] == ["committed"] * done, f"committed out of order: {states}"
+    return sum(1 for r in rows[done:] if r.name in placed)
 
 
 def _committed(state: Path) -> set[str]:
