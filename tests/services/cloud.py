@@ -16,6 +16,7 @@ additional authenticated data, so a context mismatch really fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -139,14 +140,16 @@ class MotoAuth(Moto):
     allowed: dict[str, str] = field(default_factory=dict)
 
 
-_SETUP_CALLS = 5  # requests made before IAM enforcement starts (see moto_auth)
-
-
-@pytest.fixture(scope="session")
-def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
+@contextlib.contextmanager
+def iam_moto_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, setup_calls: int
+) -> Iterator[str]:
+    """A moto server of its own that enforces IAM after ``setup_calls`` AWS actions
+    (moto's INITIAL_NO_AUTH_ACTION_COUNT): the caller makes exactly that many to
+    create its users and policies, then every request must be signed by one."""
     port = free_port()
-    log = tmp_path_factory.mktemp("moto-auth") / "moto.log"
-    env = {**os.environ, **_FAKE_CREDS, "INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_CALLS)}
+    log = tmp_path_factory.mktemp(name) / "moto.log"
+    env = {**os.environ, **_FAKE_CREDS, "INITIAL_NO_AUTH_ACTION_COUNT": str(setup_calls)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -157,6 +160,22 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/moto-api/", proc)  # not an AWS action: does not count
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_SETUP_CALLS = 5  # requests made before IAM enforcement starts (see moto_auth)
+
+
+@pytest.fixture(scope="session")
+def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
+    with iam_moto_server(tmp_path_factory, "moto-auth", _SETUP_CALLS) as url:
         m = MotoAuth(endpoint_url=url)
         iam = m.client("iam")
         # exactly _SETUP_CALLS AWS actions, then every request must be signed by a real user
@@ -194,13 +213,6 @@ def moto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuth]:
             "aws_secret_access_key": key["SecretAccessKey"],
         }
         yield m
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --------------------------------------------------------------------------- fake-gcs-server

@@ -313,25 +313,9 @@ _IAM_SETUP_CALLS = 6
 
 @pytest.fixture(scope="session")
 def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
-    import os
-    import subprocess
-    import sys
+    from tests.services.cloud import iam_moto_server
 
-    from tests.services.cloud import _FAKE_CREDS, _wait_http, free_port
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto-iam") / "moto.log"
-    env = {**os.environ, **_FAKE_CREDS, "INITIAL_NO_AUTH_ACTION_COUNT": str(_IAM_SETUP_CALLS)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/moto-api/", proc)
+    with iam_moto_server(tmp_path_factory, "moto-iam", _IAM_SETUP_CALLS) as url:
         m = IamMoto(endpoint_url=url)
         iam = m.client("iam")
         users: dict[str, dict[str, str]] = {}
@@ -350,10 +334,3 @@ def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
             }
         m.writer, m.verifier = users["writer"], users["verifier"]
         yield m
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
