@@ -19,6 +19,7 @@ module "archive" {
   replica_s3_bucket       = var.s3_bucket
   aws_region              = var.aws_region
   aws_catalog_table       = var.aws_catalog_table
+  aws_kms_key_id          = var.aws_envelope_key_arn
   aws_credentials_mode    = "workload_identity"
   aws_replicator_role_arn = var.aws_replicator_role_arn
   aws_account_id          = var.aws_account_id

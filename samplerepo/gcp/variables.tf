@@ -112,6 +112,6 @@ variable "aws_catalog_table" {
 
 variable "aws_envelope_key_arn" {
   type        = string
-  description = "AWS envelope key (aws root output envelope_key_arn), for the config snippets."
+  description = "AWS envelope key (aws root output envelope_key_arn), for the config snippets and the function's AWS_KMS_KEY_ID."
   default     = ""
 }

@@ -6,9 +6,11 @@ locals {
   planner_name = "${var.name}-restore-planner"
   # The namespace every function metric (CloudWatch EMF) is published in.
   metrics_namespace = "BinlogShipper"
+  # KMS_KEY_ID is the envelope key: AwsKmsProvider names it in every kms:Decrypt.
   common_env = {
     ARCHIVE_BUCKET               = aws_s3_bucket.archive.bucket
     CATALOG_TABLE                = aws_dynamodb_table.catalog.name
+    KMS_KEY_ID                   = aws_kms_key.envelope.arn
     METRICS_NAMESPACE            = local.metrics_namespace
     POWERTOOLS_LOG_LEVEL         = "INFO"
     POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
@@ -51,6 +53,20 @@ data "aws_iam_policy_document" "verify" {
     resources = ["${aws_s3_bucket.archive.arn}/*/mysql/*"]
   }
   statement {
+    # With ListBucket S3 answers HeadObject on a deleted object with 404, not
+    # 403, so the event is logged as "gone" instead of dead-lettered.
+    sid       = "ListArchive"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.archive.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["*/mysql/*"]
+    }
+  }
+  statement {
+    # A direct kms:Decrypt (no kms:ViaService): the function unwraps each
+    # object's data key itself, for every tenant (a tenant in the context).
     sid       = "UnwrapEnvelopeKeys"
     actions   = ["kms:Decrypt"]
     resources = [aws_kms_key.envelope.arn]
@@ -61,14 +77,16 @@ data "aws_iam_policy_document" "verify" {
     }
   }
   statement {
-    # SSE-KMS reads/writes through S3, and the encrypted queue.
+    # SSE-KMS reads/writes through S3, the encrypted queue, and the catalog
+    # table (encrypted with the archive key; the planner and the replicator
+    # role have it via DynamoDB too).
     sid       = "ServiceKeyViaServices"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.archive.arn]
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
-      values   = ["s3.${local.region}.amazonaws.com", "sqs.${local.region}.amazonaws.com"]
+      values   = ["s3.${local.region}.amazonaws.com", "sqs.${local.region}.amazonaws.com", "dynamodb.${local.region}.amazonaws.com"]
     }
   }
   statement {
@@ -180,15 +198,15 @@ data "aws_iam_policy_document" "planner" {
     resources = [aws_dynamodb_table.catalog.arn, "${aws_dynamodb_table.catalog.arn}/index/by_first_event"]
   }
   statement {
-    # ... and the transaction indexes and backup records it plans from.
-    sid     = "ReadIndexesAndRecords"
-    actions = ["s3:GetObject"]
-    resources = [
-      "${aws_s3_bucket.archive.arn}/*/mysql/*.idx.zst.enc",
-      "${aws_s3_bucket.archive.arn}/*/mysql/*/backups/*.record*",
-    ]
+    # ... and the archive's objects: the transaction indexes and backup
+    # records it plans from, and the objects it names (a plan stats them
+    # unless the catalog has a verified S3 copy). Read only.
+    sid       = "ReadArchive"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.archive.arn}/*/mysql/*"]
   }
   statement {
+    # A direct kms:Decrypt (no kms:ViaService), for every tenant.
     sid       = "UnwrapEnvelopeKeys"
     actions   = ["kms:Decrypt"]
     resources = [aws_kms_key.envelope.arn]
@@ -315,6 +333,30 @@ data "aws_iam_policy_document" "gcp_replicator" {
     sid       = "ReplicateIn"
     actions   = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
     resources = ["${aws_s3_bucket.archive.arn}/*/mysql/*"]
+  }
+  statement {
+    # It stats the copy it just made (and a key already taken): with
+    # ListBucket a missing key is 404, not 403.
+    sid       = "ListArchive"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.archive.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["*/mysql/*"]
+    }
+  }
+  statement {
+    # AWS_KMS_KEY_ID (dual-cloud tenants): the function unwraps the data key
+    # itself, a direct kms:Decrypt (no kms:ViaService), any tenant's context.
+    sid       = "UnwrapEnvelopeKeys"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.envelope.arn]
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContext:tenant"
+      values   = ["false"]
+    }
   }
   statement {
     sid       = "ServiceKeyViaS3"

@@ -76,9 +76,11 @@ resource "aws_kms_key" "envelope" {
       {
         # The functions verify every tenant's objects: decrypt only, and only
         # with a tenant in the context (an object outside the layout fails).
+        # The Cloud Function of gcp-archive too, through its replicator role
+        # (AWS_KMS_KEY_ID, dual-cloud tenants).
         Sid       = "FunctionsVerifyAnyTenant"
         Effect    = "Allow"
-        Principal = { AWS = [aws_iam_role.verify.arn, aws_iam_role.planner.arn] }
+        Principal = { AWS = concat([aws_iam_role.verify.arn, aws_iam_role.planner.arn], aws_iam_role.gcp_replicator[*].arn) }
         Action    = "kms:Decrypt"
         Resource  = "*"
         Condition = { Null = { "kms:EncryptionContext:tenant" = "false" } }

@@ -115,7 +115,14 @@ locals {
       AWS_CREDENTIALS_MODE = var.aws_credentials_mode
       METRICS_NAMESPACE    = "BinlogShipper"
       ARCHIVE_BUCKET       = google_storage_bucket.archive.name
+      # GCP KMS key the function unwraps GCS-primary tenants' data keys with.
+      KMS_KEY_NAME = google_kms_crypto_key.envelope.id
     },
+    var.aws_kms_key_id != "" ? {
+      # AWS KMS envelope key, for dual-cloud tenants (a direct kms:Decrypt
+      # through the replicator role).
+      AWS_KMS_KEY_ID = var.aws_kms_key_id
+    } : {},
     var.aws_credentials_mode == "workload_identity" ? {
       # The function asks the metadata server for an ID token with this
       # audience and trades it for AWS credentials (AssumeRoleWithWebIdentity).
@@ -184,5 +191,6 @@ resource "google_cloudfunctions2_function" "verify_replicate" {
     google_storage_bucket_iam_member.build_reads_source,
     google_artifact_registry_repository_iam_member.build_pushes_image,
     google_project_iam_member.build_writes_logs,
+    google_kms_crypto_key_iam_member.function_unwraps_envelope,
   ]
 }

@@ -13,6 +13,11 @@ output "key_ring_id" {
   value       = google_kms_key_ring.archive.id
 }
 
+output "envelope_key_name" {
+  description = "GCP KMS key the function unwraps GCS-primary tenants' data keys with (its KMS_KEY_NAME)."
+  value       = google_kms_crypto_key.envelope.id
+}
+
 output "function_name" {
   description = "Name of the verify/replicate Cloud Function."
   value       = google_cloudfunctions2_function.verify_replicate.name

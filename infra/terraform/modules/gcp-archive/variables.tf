@@ -169,6 +169,16 @@ variable "aws_catalog_table" {
   }
 }
 
+variable "aws_kms_key_id" {
+  type        = string
+  description = "The AWS envelope key (the aws-archive module's envelope_key_arn output): the function's AWS_KMS_KEY_ID, for dual-cloud tenants whose data keys it wraps too. Empty: the function unwraps with GCP KMS only."
+  default     = ""
+  validation {
+    condition     = var.aws_kms_key_id == "" || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/.+$", var.aws_kms_key_id))
+    error_message = "aws_kms_key_id must be empty or a KMS key (or alias) ARN."
+  }
+}
+
 variable "aws_credentials_mode" {
   type        = string
   description = "How the function gets AWS credentials: \"workload_identity\" (preferred: it assumes aws_replicator_role_arn with its Google ID token, no stored secret) or \"secret\" (fallback: access keys in a Secret Manager secret this module creates and you fill)."

@@ -6,8 +6,10 @@ locals {
   prefix    = "${var.tenant}/"
   role_name = "${var.name}-tenant-${var.tenant}"
   # dynamodb:LeadingKeys: every partition key this role touches is one of its
-  # own servers' partitions (T#{tenant}#S#{server_id}).
+  # own servers' partitions (T#{tenant}#S#{server_id}) or its tenant's server
+  # registry (T#{tenant}, written once per server; docs/catalog.md).
   partition_pattern = "T#${var.tenant}#S#*"
+  registry_pk       = "T#${var.tenant}"
 
   s3_target   = { url = "s3://${var.bucket_name}", region = var.region }
   gcs_targets = var.gcs_bucket == "" ? [] : [{ url = "gs://${var.gcs_bucket}", region = "" }]
@@ -119,7 +121,7 @@ data "aws_iam_policy_document" "host" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = [local.partition_pattern]
+      values   = [local.partition_pattern, local.registry_pk]
     }
   }
 }
