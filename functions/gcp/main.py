@@ -31,7 +31,8 @@ Environment (infra/terraform/README.md, "Function contracts"): ``ARCHIVE_BUCKET`
 ``METRICS_NAMESPACE``, ``AWS_CREDENTIALS_MODE`` (``workload_identity`` with
 ``AWS_ROLE_ARN`` and ``AWS_WEB_IDENTITY_AUDIENCE``, or ``secret`` with
 ``AWS_CREDENTIALS_JSON``; see :mod:`shipper.fleet.aws_credentials`). The data
-key is unwrapped by ``KMS_KEY_NAME`` (GCP KMS) and/or ``AWS_KMS_KEY_ID`` (AWS KMS,
+key is unwrapped by ``KMS_KEY_NAME`` (GCP KMS: one or more key names, comma-separated,
+one per tenant key) and/or ``AWS_KMS_KEY_ID`` (AWS KMS,
 for dual-cloud tenants). ``AWS_ENDPOINT_URL`` and ``STORAGE_EMULATOR_HOST`` point
 it at emulators (the tests).
 """
@@ -247,6 +248,13 @@ def _tenant_server(key: str) -> dict[str, str]:
     return {"tenant": ref.tenant, "server": str(ref.server_id)}
 
 
+def gcp_key_names(env: Mapping[str, str]) -> list[str]:
+    """``KMS_KEY_NAME``: the archive's own GCP key and every tenant module's
+    ``envelope-TENANT`` key, comma-separated (infra/terraform gcp-archive sets it).
+    Unwrapping picks, among them, the key an envelope names."""
+    return [n.strip() for n in env.get("KMS_KEY_NAME", "").split(",") if n.strip()]
+
+
 def service_from_env(env: Mapping[str, str]) -> VerifyReplicate:
     """The service the deployed function runs, from its environment."""
     from shipper.catalog.dynamodb import DynamoCatalog
@@ -271,7 +279,7 @@ def service_from_env(env: Mapping[str, str]) -> VerifyReplicate:
             open_backend(f"s3://{s3}", {"endpoint_url": endpoint, "region": region}), "aws", s3
         )
     providers: list[KeyProvider] = []
-    if name := env.get("KMS_KEY_NAME", ""):
+    for name in gcp_key_names(env):
         providers.append(make_provider({"provider": "gcp-kms", "key_name": name}))
     if key_id := env.get("AWS_KMS_KEY_ID", ""):
         providers.append(

@@ -20,6 +20,7 @@ module "archive" {
   aws_region              = var.aws_region
   aws_catalog_table       = var.aws_catalog_table
   aws_kms_key_id          = var.aws_envelope_key_arn
+  tenants                 = ["shop", "ledger"]
   aws_credentials_mode    = "workload_identity"
   aws_replicator_role_arn = var.aws_replicator_role_arn
   aws_account_id          = var.aws_account_id

@@ -115,8 +115,13 @@ locals {
       AWS_CREDENTIALS_MODE = var.aws_credentials_mode
       METRICS_NAMESPACE    = "BinlogShipper"
       ARCHIVE_BUCKET       = google_storage_bucket.archive.name
-      # GCP KMS key the function unwraps GCS-primary tenants' data keys with.
-      KMS_KEY_NAME = google_kms_crypto_key.envelope.id
+      # GCP KMS keys the function unwraps GCS-primary tenants' data keys with: the
+      # archive's own and every tenant module's envelope-TENANT key in this key ring
+      # (the tenant module grants the function cryptoKeyDecrypter on it).
+      KMS_KEY_NAME = join(",", concat(
+        [google_kms_crypto_key.envelope.id],
+        [for t in var.tenants : "${google_kms_key_ring.archive.id}/cryptoKeys/envelope-${t}"]
+      ))
     },
     var.aws_kms_key_id != "" ? {
       # AWS KMS envelope key, for dual-cloud tenants (a direct kms:Decrypt

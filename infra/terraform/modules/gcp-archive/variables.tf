@@ -169,6 +169,16 @@ variable "aws_catalog_table" {
   }
 }
 
+variable "tenants" {
+  type        = list(string)
+  description = "Tenants with a tenant/gcp module on this archive: the function unwraps their data keys with each one's envelope-TENANT key (named here, not read from the tenant modules, so there is no dependency cycle)."
+  default     = []
+  validation {
+    condition     = alltrue([for t in var.tenants : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", t))])
+    error_message = "Each tenant must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (the shipper's tenant rule)."
+  }
+}
+
 variable "aws_kms_key_id" {
   type        = string
   description = "The AWS envelope key (the aws-archive module's envelope_key_arn output): the function's AWS_KMS_KEY_ID, for dual-cloud tenants whose data keys it wraps too. Empty: the function unwraps with GCP KMS only."
