@@ -161,7 +161,7 @@ variable "aws_region" {
 
 variable "aws_catalog_table" {
   type        = string
-  description = "DynamoDB catalog table the function records objects in (the aws-archive module's catalog_table_name output)."
+  description = "DynamoDB catalog table the function records objects in (the aws-archive module's catalog_table_name output). Empty only for the first apply, before the AWS root exists: until it is set, the function refuses every event (Eventarc retries them)."
   default     = ""
   validation {
     condition     = var.aws_catalog_table == "" || can(regex("^[a-zA-Z0-9_.-]{3,255}$", var.aws_catalog_table))
