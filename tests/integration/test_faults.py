@@ -155,7 +155,13 @@ def test_twenty_percent_faults_lose_nothing_and_duplicate_nothing(
     # "cannot tell", and the 404 stands.)
     faults = [r for p in (s3p, gsp) for r in p.log if not r.endswith(" -")]
     on_objects = [r for r in faults if not _bucket_only(r.split()[1])]
-    assert sum(counted.values()) == len(on_objects), (counted, on_objects)
+    # Answers (429/503) and resets are counted exactly once each. Timeouts are counted
+    # at least once per injected stall: on a loaded machine the emulator itself can be
+    # slower than the client's 1 s read timeout, and that real timeout is counted too.
+    stalls = sum(1 for r in on_objects if r.endswith(" stall"))
+    timeouts = sum(n for code, n in counted.items() if "Timeout" in code)
+    assert sum(counted.values()) - timeouts == len(on_objects) - stalls, (counted, on_objects)
+    assert timeouts >= stalls, (counted, on_objects)
     assert {"SlowDown", "TooManyRequests", "503", "429"} <= set(counted), counted
     assert any("Timeout" in c for c in counted), counted  # the stalls
     assert any("Connection" in c for c in counted), counted  # the resets
