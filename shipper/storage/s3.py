@@ -29,6 +29,7 @@ import base64
 import hashlib
 import io
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
@@ -158,7 +159,24 @@ class S3Backend:
         self.timeouts = (connect_timeout, read_timeout, max(1, sdk_max_attempts))
         self._key_id: str | None = None  # access key id the client signs with (ours only)
         self._own_client = client is None
+        # which client each thread last used: a refusal of a request signed by a client
+        # another thread has replaced since (after a rotation) is retried, not final
+        self._generation = 0
+        self._used = threading.local()
+        self._rotation = threading.Lock()
+        self._client: Any = None
         self.client = client if client is not None else self._make_client()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client (each call through it notes which one this thread used)."""
+        self._used.generation = self._generation
+        return self._client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value
+        self._generation += 1
 
     @classmethod
     def from_url(cls, url: str, opts: Mapping[str, Any]) -> S3Backend:
@@ -216,9 +234,12 @@ class S3Backend:
             return False  # an injected client is not ours to rebuild
         import boto3
 
-        if _key_id(boto3.session.Session()) == self._key_id:
-            return False
-        self.client = self._make_client()
+        with self._rotation:
+            if getattr(self._used, "generation", self._generation) < self._generation:
+                return True  # another thread rebuilt the client since this one took it
+            if _key_id(boto3.session.Session()) == self._key_id:
+                return False
+            self.client = self._make_client()
         log.warning("%s: AWS credentials changed (rotated); using the new ones", self.url)
         return True
 
