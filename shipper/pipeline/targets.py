@@ -67,9 +67,11 @@ class TargetWriter:
         key: str,
         *,
         trace_id: str | None = None,
+        fresh: bool = False,
     ) -> SealedBinlog:
         """What to upload for a scanned binlog, bound to the context its key implies;
-        ``trace_id``: the binlog's span's (a fresh one when not given)."""
+        ``trace_id``: the binlog's span's (a fresh one when not given); ``fresh``: see
+        :class:`SealedBinlog`."""
         fields, header_meta = objects.describe(
             info,
             tenant=self.tenant,
@@ -86,6 +88,7 @@ class TargetWriter:
             context=objects.context_for_key(key),
             header_meta=header_meta,
             metadata=objects.build_metadata(fields),
+            fresh=fresh,
         )
 
     def place(
@@ -100,10 +103,9 @@ class TargetWriter:
         """Put, verify and index ``b`` on one target and record its placement; returns
         (the key it is under there, whether we wrote it)."""
         k, wrote = self.writer.put(backend, key, b, self._lineage_conflict(b.name))
-        self.writer.verify(backend, k, b)
+        stat = self.writer.verify(backend, k, b)
         if index is not None:
             self.writer.put_index(backend, k, index, b, self.tenant)
-        stat = backend.stat(k)
         if wrote:
             self.metrics.upload(url)
         self.manifest.place(

@@ -48,6 +48,11 @@ class SealedBinlog:
     context: Mapping[str, str]
     header_meta: Mapping[str, Any]
     metadata: Mapping[str, str]
+    #: no earlier attempt got as far as staging this binlog, so nothing of ours can be
+    #: at its key yet: put it without asking first (another file there still answers
+    #: PreconditionFailed); after an interrupted attempt, stat first, so an object
+    #: already there is verified instead of uploaded again
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class ObjectWriter:
         """
         candidates = [key, objects.lineage_key(key, b.sha256)]
         for k in candidates:
-            existing = stat_or_none(backend, k)
+            existing = None if b.fresh and k == key else stat_or_none(backend, k)
             if existing is not None:
                 theirs = objects.ObjectMeta.from_metadata(existing.metadata).plaintext_sha256
                 if theirs == b.sha256:
@@ -141,8 +146,9 @@ class ObjectWriter:
                 "target's objects): inspect it, move it aside by hand, then run again"
             ) from e
 
-    def verify(self, backend: StorageBackend, key: str, b: SealedBinlog) -> None:
-        """Prove the object at ``key`` holds ``b``: metadata, then a full or ranged read."""
+    def verify(self, backend: StorageBackend, key: str, b: SealedBinlog) -> ObjectInfo:
+        """Prove the object at ``key`` holds ``b``: metadata, then a full or ranged read.
+        Returns what the target says of it (version, size)."""
         stat = backend.stat(key)
         if objects.ObjectMeta.from_metadata(stat.metadata).plaintext_sha256 != b.sha256:
             raise IntegrityError(
@@ -152,14 +158,15 @@ class ObjectWriter:
         if (backend.url, key, b.sha256) in self._verified:
             # read back in full moments ago by verify_existing, and objects are immutable
             self._verified.discard((backend.url, key, b.sha256))
-            return
+            return stat
         mode = self.verify_mode
         if mode == "auto":
             mode = backend.capabilities.verify_mode
         if mode == "prefix":
             self.verify_prefix(backend, key, stat.size)
-            return
-        verify_object(backend, key, self.providers, b.sha256, b.size)
+        else:
+            verify_object(backend, key, self.providers, b.sha256, b.size)
+        return stat
 
     def verify_prefix(self, backend: StorageBackend, key: str, size: int) -> None:
         """Prove the object decryptable without downloading it: a ranged read of the
@@ -183,32 +190,33 @@ class ObjectWriter:
         self, backend: StorageBackend, key: str, index: bytes, b: SealedBinlog, tenant: str
     ) -> None:
         """Store the transaction index beside the binlog object, sealed like it; an
-        index already there is authenticated and compared with ours, never skipped."""
+        index already there is authenticated and compared with ours, never skipped.
+        The put is conditional, so no stat is needed first: an index is one small
+        request, and one already there answers PreconditionFailed."""
         ikey = objects.index_key(key)
-        if stat_or_none(backend, ikey) is None:
-            out = io.BytesIO()
-            envelope.seal(
-                io.BytesIO(index),
-                out,
-                providers=self.providers,
-                context=objects.context_for_key(ikey),
-                metadata={"binlog_name": b.name, "plaintext_sha256": b.sha256},
-                level=self.level,
-            )
-            meta = objects.build_metadata(
-                {
-                    "binlog_name": b.name,
-                    "kind": "txindex",
-                    "binlog_plaintext_sha256": b.sha256,
-                    "tenant": tenant,
-                    "format_version": objects.FORMAT_VERSION,
-                }
-            )
-            try:
-                _put(backend, ikey, out, len(out.getvalue()), meta)
-                return
-            except PreconditionFailed:
-                pass  # another attempt got there first: check what it wrote
+        out = io.BytesIO()
+        envelope.seal(
+            io.BytesIO(index),
+            out,
+            providers=self.providers,
+            context=objects.context_for_key(ikey),
+            metadata={"binlog_name": b.name, "plaintext_sha256": b.sha256},
+            level=self.level,
+        )
+        meta = objects.build_metadata(
+            {
+                "binlog_name": b.name,
+                "kind": "txindex",
+                "binlog_plaintext_sha256": b.sha256,
+                "tenant": tenant,
+                "format_version": objects.FORMAT_VERSION,
+            }
+        )
+        try:
+            _put(backend, ikey, out, len(out.getvalue()), meta)
+            return
+        except PreconditionFailed:
+            pass  # an earlier attempt got there first: check what it wrote
         self.verify_index(backend, ikey, index, b)
 
     def verify_index(
