@@ -19,10 +19,11 @@ records it, uploading nothing).
 A target that failed for another reason (access denied, a missing bucket)
 does not fail over: its circuit stays closed, and the binlog waits, reported.
 Nor does one whose circuit is still closed: a pass stops calling a target after
-its first failure (``TargetWriter.failed``), so each pass adds at most one
-failure to its circuit and ``breaker_threshold`` is also the number of passes
-before failover. That keeps commits in order: a binlog held back in a pass
-holds back every later one in that pass.
+its first failure (``TargetWriter.failed``), and its circuit counts at most one
+failure per pass (:meth:`Targets.begin_pass`), so ``breaker_threshold`` is
+also the number of passes before failover, with any number of workers.
+Commits stay in order: a binlog held back in a pass holds back every later one
+in that pass (``Shipper.hold``), even one a parallel worker failed over.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class Targets:
             t.url, t.options, wrappers=resilient(res, breaker=breaker, on_error=self._error)
         )
 
+    def begin_pass(self) -> None:
+        """A pass begins: each circuit counts at most one failure per pass."""
+        for b in self.breakers.values():
+            b.begin_pass()
+
     def is_open(self, url: str) -> bool:
         """Whether ``url``'s circuit is not closed (open, or half-open and not yet probed)."""
         b = self.breakers.get(url)
@@ -122,15 +128,21 @@ def cover(
     key: str,
     b: SealedBinlog,
     index: bytes | None,
-) -> bool:
+) -> dict[str, object] | None:
     """Whether ``name`` may commit although ``held_back`` targets lack it: every one of
     them has its circuit open, failover is on, and some target (a write target, or a
     fallback written here) holds a verified copy. Then the held-back targets get a
-    ``pending`` placement. Adds fallback placements to ``final_keys``."""
+    ``pending`` placement, and the journal entry to write when ``name`` commits is
+    returned (None: it may not commit). Adds fallback placements to ``final_keys``."""
     if not targets.cfg.resilience.failover or not all(targets.is_open(u) for u in held_back):
-        return False
+        return None
     if not final_keys:
+        placed = out.manifest.placements(name)
         for url, backend in out.fallback:
+            done = placed.get(url)
+            if done is not None and done.state == "verified" and done.object_key:
+                final_keys[url] = done.object_key  # failed over by an earlier attempt
+                continue
             if url in out.down:
                 continue
             try:
@@ -140,12 +152,9 @@ def cover(
                 continue
             final_keys[url] = k
     if not final_keys:
-        return False
+        return None
     why = "needs replication back: committed on " + ", ".join(final_keys) + " (circuit open)"
     for url in held_back:
         out.manifest.place(name, url, key=None, error=why, pending=True)
-    out.manifest.journal(
-        "failover", name, {"from": held_back, "to": sorted(final_keys), "key": key}
-    )
     log.warning("binlog %s: failover: %s", name, why)
-    return True
+    return {"from": held_back, "to": sorted(final_keys), "key": key}

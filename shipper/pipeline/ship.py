@@ -103,6 +103,8 @@ class Ready:
     held_back: list[str] = field(default_factory=list)
     #: whether this attempt uploaded it anywhere (else it was archived already)
     wrote: bool = False
+    #: the journal entry of its failover to the other cloud, written when it commits
+    failover: dict[str, object] | None = None
 
 
 class Shipper:
@@ -202,6 +204,7 @@ class Shipper:
     def ship_pass(self, state: ServerState, binlog_dir: Path) -> PassResult:
         result = PassResult()
         self.out.down = result.targets_down
+        self.resilient.begin_pass()
         self._sweep_staging()
         closed = state.closed
         listed = {n for n, _ in state.binlogs}
@@ -241,6 +244,10 @@ class Shipper:
         def work(job: Job) -> Ready | str:
             return caller.copy().run(traced, job)
 
+        # the first binlog of this pass held back by a target that is down: every later
+        # one waits behind it (committing it would put N+1 in the manifest before N)
+        behind: list[str] = []
+
         def commit(done: Done[Ready | str]) -> None:
             name = done.job.name
             try:
@@ -249,9 +256,13 @@ class Shipper:
                 assert done.value is not None
                 if isinstance(done.value, str):
                     outcome = done.value
+                elif behind:
+                    outcome = self.hold(done.value, behind[0])
                 else:
                     span = spans.pop(name, None)
                     outcome = span.run(self.commit, done.value) if span else self.commit(done.value)
+                    if outcome == "blocked":
+                        behind.append(name)
             except ShipperError as e:
                 row = self.manifest.get(name)
                 self.manifest.record_attempt(name, str(e))
@@ -336,6 +347,7 @@ class Shipper:
         row = self.manifest.get(name)
         assert row is not None
         staged, sealed = staged_files(self.staging, name)
+        fresh = row.state == "discovered"  # no earlier attempt can have put it anywhere
         if row.state == "discovered":
             try:
                 stage(binlog_dir / name, staged)
@@ -364,7 +376,15 @@ class Shipper:
         else:
             key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp, name)
         b = self.out.sealed_binlog(
-            name, staged, sealed, info, server_id, state.server_uuid, key, trace_id=trace_id
+            name,
+            staged,
+            sealed,
+            info,
+            server_id,
+            state.server_uuid,
+            key,
+            trace_id=trace_id,
+            fresh=fresh,
         )
         index = None if flagged else info.index.to_bytes()
         placed = self.manifest.placements(name)
@@ -386,11 +406,13 @@ class Shipper:
                 continue
             ready.wrote = ready.wrote or wrote
             ready.keys[url] = k
-        if ready.held_back and failover.cover(
-            self.out, self.resilient, name, ready.held_back, ready.keys, key, b, index
-        ):
-            ready.held_back = []
-            ready.wrote = True  # to the fallback target (failover.cover)
+        if ready.held_back:
+            ready.failover = failover.cover(
+                self.out, self.resilient, name, ready.held_back, ready.keys, key, b, index
+            )
+            if ready.failover is not None:
+                ready.held_back = []
+                ready.wrote = True  # to the fallback target (failover.cover)
         return ready
 
     def commit(self, ready: Ready) -> str:
@@ -401,13 +423,14 @@ class Shipper:
             # the row moves on only once every write target has it (or, with failover,
             # once a target whose circuit is closed has it); the placements made say
             # how far it got
-            for url in ready.held_back:
-                self.out.down[url].blocked += 1
+            self._count_held_back(ready)
             self.manifest.record_attempt(
                 name, "not yet written to " + ", ".join(ready.held_back) + " (target down)"
             )
             return "blocked"
         final_keys = ready.keys
+        if ready.failover is not None:  # journalled in commit order, not completion order
+            self.manifest.journal("failover", name, ready.failover)
         first = next(iter(final_keys.values()))
         self.manifest.reach(name, "uploaded", object_key=first, targets=list(final_keys))
         self.manifest.reach(name, "verified")
@@ -436,6 +459,25 @@ class Shipper:
         self.metrics.duration.observe(time.monotonic() - ready.started)
         log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, ready.trace_id)
         return outcome
+
+    def hold(self, ready: Ready, behind: str) -> str:
+        """Leave a prepared binlog uncommitted because an earlier one of this pass was
+        held back. With one worker that earlier failure took its target out of the pass
+        before this binlog was tried; with several, this one may have been placed (or
+        failed over) meanwhile. Its placements stay, so the next pass only commits it."""
+        self._count_held_back(ready)
+        self.manifest.record_attempt(
+            ready.name, f"waiting for {behind}, held back by a target that is down"
+        )
+        log.warning(
+            "binlog %s: not committed before %s, which a target held back", ready.name, behind
+        )
+        return "blocked"
+
+    def _count_held_back(self, ready: Ready) -> None:
+        """Each target that is down and lacks ``ready`` counts it (the TARGET report)."""
+        for url in ready.held_back:
+            self.out.down[url].blocked += 1
 
     def _flag(self, name: str, info: BinlogInfo, key: str) -> None:
         self.manifest.advance(name, "flagged", error=f"{info.damage}; quarantined at {key}")

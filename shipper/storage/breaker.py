@@ -14,7 +14,16 @@ States (as Nygard's "Release It!" draws them)::
   network, so a region that is down costs nothing per binlog and the shipper
   can fail over to the other cloud (``pipeline/failover.py``).
 * **half-open**: after ``cooldown`` seconds one call is let through as a
-  probe; while it runs, the others still fail fast.
+  probe; calls made while it runs wait for its verdict (then go through, or
+  fail fast if it failed), so parallel workers do not give up on a target
+  that is answering again.
+
+"Consecutive" counts passes, once the shipper marks them (:meth:`begin_pass`):
+at most one failure counts per pass, however many binlogs (parallel workers)
+saw the target fail during it, so ``breaker_threshold`` means the same number
+of passes with one worker or eight, and which binlog trips the circuit does not
+depend on thread timing. A failed probe always counts. Without passes marked,
+every failure counts.
 
 The state is kept in a :class:`BreakerStore` (the manifest, schema v3), so a
 restart while the circuit is open keeps it open instead of hammering a target
@@ -37,6 +46,10 @@ from shipper.storage.base import ObjectInfo, StorageBackend
 T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+#: how long a call waits for a running probe's verdict before failing fast: longer
+#: than one storage call with its retries takes, so it normally sees the verdict
+PROBE_WAIT = 300.0
 
 
 class CircuitOpen(StorageError):
@@ -87,7 +100,16 @@ class CircuitBreaker:
         self.on_change = on_change
         self.clock = clock
         self._lock = threading.Lock()
+        #: notified when a probe ends (the calls waiting for its verdict wake up)
+        self._probe_done = threading.Condition(self._lock)
         self._probing = False
+        #: the number of the call that is the running probe
+        self._probe_call = 0
+        #: calls started so far (numbers them, to tell the probe's verdict from others')
+        self._calls = 0
+        #: passes begun (0: not marked), and the pass whose failure was last counted
+        self._pass = 0
+        self._counted_in: int | None = None
         self._s = (store.load_breaker(target) if store is not None else None) or BreakerState()
 
     @property
@@ -106,12 +128,16 @@ class CircuitBreaker:
     def _cooled(self, s: BreakerState) -> bool:
         return s.opened_at is None or self.clock() - s.opened_at >= self.cooldown
 
-    def before_call(self) -> None:
-        """Let the call through, or raise CircuitOpen."""
+    def before_call(self, *, wait: float = PROBE_WAIT) -> int:
+        """Let the call through (returns its number, for :meth:`failed`), or raise
+        CircuitOpen. While a probe runs, wait up to ``wait`` seconds for its verdict."""
         with self._lock:
+            if self._probing and self._s.state != CLOSED:
+                self._probe_done.wait_for(lambda: not self._probing, timeout=wait)
             s = self._s
+            self._calls += 1
             if s.state == CLOSED:
-                return
+                return self._calls
             if s.state == OPEN and not self._cooled(s):
                 left = self.cooldown - (self.clock() - (s.opened_at or 0))
                 raise CircuitOpen(
@@ -122,29 +148,49 @@ class CircuitBreaker:
             if self._probing:
                 raise CircuitOpen(f"target {self.target}: circuit half-open, a probe is running")
             self._probing = True
+            self._probe_call = self._calls
             if s.state == OPEN:
                 self._set(BreakerState(HALF_OPEN, s.failures, s.opened_at), "")
+            return self._calls
 
-    def succeeded(self) -> None:
+    def succeeded(self, call: int | None = None) -> None:
         with self._lock:
-            self._probing = False
+            self._end_probe(call)
             if self._s != BreakerState():
                 self._set(BreakerState(), "")
 
-    def abandoned(self) -> None:
+    def abandoned(self, call: int | None = None) -> None:
         """The call was interrupted (KeyboardInterrupt, SystemExit): let another probe."""
         with self._lock:
-            self._probing = False
+            self._end_probe(call)
 
-    def failed(self, error: str) -> None:
+    def begin_pass(self) -> None:
+        """A new shipping pass begins: its first transient failure will count."""
         with self._lock:
-            self._probing = False
+            self._pass += 1
+
+    def failed(self, error: str, call: int | None = None) -> None:
+        """A call failed transiently. ``call``: its number from :meth:`before_call`
+        (None: whichever call is the probe). Counts once per pass, a failed probe always."""
+        with self._lock:
+            probe = self._end_probe(call)
+            if self._pass and self._counted_in == self._pass and not probe:
+                return  # this pass has counted its failure already
+            self._counted_in = self._pass
             s = self._s
             failures = s.failures + 1
             if s.state == HALF_OPEN or failures >= self.threshold:
                 self._set(BreakerState(OPEN, failures, self.clock()), error)
             else:
                 self._set(BreakerState(CLOSED, failures, None), error)
+
+    def _end_probe(self, call: int | None) -> bool:
+        """End the running probe if ``call`` is it (None: whichever runs); whether it was."""
+        if not self._probing or (call is not None and call != self._probe_call):
+            return False
+        self._probing = False
+        self._probe_done.notify_all()
+        return True
 
     def _set(self, new: BreakerState, error: str) -> None:
         old, self._s = self._s, new
@@ -164,19 +210,19 @@ class BreakingBackend:
         self.breaker = breaker
 
     def _call(self, fn: Callable[[], T]) -> T:
-        self.breaker.before_call()
+        call = self.breaker.before_call()
         try:
             out = fn()
         except Exception as e:
             if is_transient(e):
-                self.breaker.failed(str(e))
+                self.breaker.failed(str(e), call)
             else:
-                self.breaker.succeeded()  # the service answered
+                self.breaker.succeeded(call)  # the service answered
             raise
         except BaseException:
-            self.breaker.abandoned()  # interrupted: no verdict on the target
+            self.breaker.abandoned(call)  # interrupted: no verdict on the target
             raise
-        self.breaker.succeeded()
+        self.breaker.succeeded(call)
         return out
 
     def __getattr__(self, name: str) -> Any:

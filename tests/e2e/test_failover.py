@@ -101,7 +101,8 @@ def test_failover_restart_and_drain(
     )
     circuit = [e["detail"] for e in shipper.manifest.journal_entries("circuit")]
     assert circuit[0]["to"] == OPEN and circuit[0]["target"] == s3
-    assert [e["binlog"] for e in shipper.manifest.journal_entries("failover")] == failed_over
+    failovers = [e["binlog"] for e in shipper.manifest.journal_entries("failover")]
+    assert failovers == failed_over, failovers
     circuit_key = f"circuit/{s3}"
     wait_until(lambda: len(receiver.events) >= 1, timeout=30)
     assert [(a, k.endswith(circuit_key)) for a, k in receiver.actions()] == [("trigger", True)]

@@ -11,7 +11,8 @@ import pytest
 from shipper.cli import main as cli
 from shipper.manifest import Manifest
 from shipper.sandbox import SandboxServer
-from tests.helpers import closed_binlogs, fill_binlogs, rotate, write_config
+from tests.helpers import closed_binlogs, fill_binlogs, parse, rotate, write_config
+from tests.services.cloud import Moto
 
 pytestmark = pytest.mark.mariadb
 
@@ -68,3 +69,59 @@ def test_one_worker_ships_the_same_archive(mixed: SandboxServer, tmp_path: Path)
         verified = [m.placements(r.name)[url].verified_at for r in rows]
     assert [r.state for r in rows] == ["committed"] * 14
     assert verified == sorted(verified)  # type: ignore[type-var]
+
+
+def test_a_binlog_placed_while_an_earlier_one_is_held_back_waits_for_it(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    tmp_path: Path,
+) -> None:
+    """Two workers: binlog N+1 is placed and verified on S3 while N's upload is still
+    on its way; then S3 refuses N (503, retries spent) and takes the target out of the
+    pass. N+1 must not be committed before N: it waits, placed, and the next pass
+    commits both in order without uploading N+1 again."""
+    from shipper.pipeline.ship import Shipper
+    from tests.integration.test_faults import binlog_objects, config
+    from tests.services.faultproxy import FaultProxy
+
+    server = mariadb_factory(server_id=33)
+    bucket = moto.bucket()
+    url = f"s3://{bucket}/a"
+    rotate(server, 1, rows=20)
+    with FaultProxy(moto.endpoint_url, flavor="s3") as proxy:
+        text = config(
+            tmp_path / "state",
+            server,
+            s3=(url, proxy.url),
+            routing='primary = "aws"',
+            resilience="retry_attempts = 2\nretry_base = 0.01",
+        )
+        shipper = Shipper(parse("workers = 2\n" + text))
+        try:
+            assert shipper.run_once().ok
+            first = closed_binlogs(server)
+            rotate(server, 2, rows=20)
+            n, n1 = closed_binlogs(server)[len(first) :]
+            # every request for N waits until N+1's index is on S3, then gets 503
+            proxy.fail_after(f"/{n}.", after=f"/{n1}.idx.")
+            res = shipper.run_once()
+            assert res.blocked == [n, n1] and not res.shipped
+            rows = {r.name: r for r in shipper.manifest.all()}
+            assert rows[n].state != "committed" and rows[n1].state != "committed"
+            assert shipper.manifest.placements(n1)[url].state == "verified"
+
+            proxy.clear_rules()  # S3 answers N again
+            puts = sum(1 for line in proxy.log if line.startswith(f"PUT /{bucket}/"))
+            res = shipper.run_once()
+            assert res.ok and res.shipped == [n] and res.already == [n1]
+            committed = sorted(shipper.manifest.all(), key=lambda r: r.sequence)
+            assert [r.name for r in committed] == [*first, n, n1]
+            at = [r.committed_at for r in committed]
+            assert at == sorted(at)  # type: ignore[type-var]
+            # N+1 was not uploaded again: only N and its index were put in that pass
+            new_puts = [line for line in proxy.log if line.startswith(f"PUT /{bucket}/")][puts:]
+            assert all(f"/{n}." in line for line in new_puts), new_puts
+            versions = moto.s3.list_object_versions(Bucket=bucket).get("Versions", [])
+            assert binlog_objects(v["Key"] for v in versions) == dict.fromkeys([*first, n, n1], 1)
+        finally:
+            shipper.close()

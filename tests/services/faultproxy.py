@@ -13,6 +13,8 @@ share of requests (``rate``), answers with a fault instead:
 
 ``down = True`` answers every request with 503 (a region down); ``hang = True``
 accepts connections and never answers (a partition that is not an HTTP error).
+:meth:`fail_after` makes an ordering deterministic: requests for one object
+wait until a request for another has been answered, then get 503.
 Counters per fault kind say what was injected. Everything is on 127.0.0.1.
 """
 
@@ -55,6 +57,11 @@ class FaultProxy:
         self.requests = 0
         #: "METHOD path fault" of every request, in order
         self.log: list[str] = []
+        #: (path part, event): requests whose path holds the part wait for the event,
+        #: then get 503 (fail_after)
+        self._rules: list[tuple[str, threading.Event]] = []
+        #: (path part, event) set once a request whose path holds the part is answered
+        self._signals: list[tuple[str, threading.Event]] = []
         self._stop = threading.Event()
         proxy = self
 
@@ -80,6 +87,17 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def fail_after(self, part: str, *, after: str, method: str = "PUT") -> None:
+        """Answer 503 to every request whose path contains ``part``, and hold each one
+        until a ``method`` request whose path contains ``after`` has been answered."""
+        done = threading.Event()
+        self._signals.append((f"{method} {after}", done))
+        self._rules.append((part, done))
+
+    def clear_rules(self) -> None:
+        """Forget every fail_after rule: those requests are forwarded again."""
+        self._rules.clear()
 
     def close(self) -> None:
         self._stop.set()
@@ -111,6 +129,11 @@ class FaultProxy:
             self._stop.wait(600)  # never answer; the client must time out
             h.close_connection = True
             return
+        for part, done in self._rules:
+            if part in h.path:
+                done.wait(60)
+                self._throttle(h, 503)
+                return
         kind = self._pick(h)
         if kind in ("429", "503"):
             self._throttle(h, int(kind))
@@ -136,6 +159,11 @@ class FaultProxy:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(data)
+        h.wfile.flush()
+        for what, done in self._signals:
+            method, _, part = what.partition(" ")
+            if h.command == method and part in h.path:
+                done.set()
 
     def _forward(
         self, h: BaseHTTPRequestHandler, body: bytes

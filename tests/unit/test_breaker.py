@@ -59,7 +59,7 @@ def test_opens_after_n_consecutive_transient_failures_probes_after_cooldown(
         assert b.state == HALF_OPEN
         b.before_call()  # the probe
         with pytest.raises(CircuitOpen, match="a probe is running"):
-            b.before_call()
+            b.before_call(wait=0)  # no verdict yet, and not waiting for one
         b.failed("503")  # the probe failed: open again, for a whole cool-down
         assert b.state == OPEN
         clock.now += 59
@@ -168,3 +168,64 @@ def test_a_v2_manifest_migrates_to_v3_with_breakers(tmp_path: Path) -> None:
         assert CircuitBreaker("s3://b/p", threshold=1, cooldown=60, store=m).state == OPEN
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_a_pass_counts_one_failure_however_many_workers_saw_it(tmp_path: Path) -> None:
+    """Once passes are marked, ``threshold`` is a number of passes: the failures of
+    parallel workers in one pass are one observation of one outage."""
+    clock, changes = Clock(), []  # type: ignore[var-annotated]
+    with Manifest(tmp_path / "m.sqlite") as m:
+        b = breaker(m, clock, changes)  # threshold 3
+        for _ in range(2):
+            b.begin_pass()
+            for _ in range(5):  # five binlogs in flight saw the target fail
+                b.failed("503", b.before_call())
+        assert b.state == CLOSED
+        b.begin_pass()
+        b.failed("503", b.before_call())
+        assert b.state == OPEN and changes == [(CLOSED, OPEN)]
+        clock.now += 60
+        b.begin_pass()
+        probe = b.before_call()
+        b.failed("503", probe)  # a failed probe counts in a pass that counted nothing yet
+        assert b.state == OPEN
+
+
+def test_calls_made_during_a_probe_wait_for_its_verdict(tmp_path: Path) -> None:
+    """Half-open: the probe's verdict decides for the calls that arrive while it runs
+    (parallel workers), instead of failing them fast and losing the pass."""
+    import threading
+
+    clock = Clock()
+    with Manifest(tmp_path / "m.sqlite") as m:
+        b = breaker(m, clock, [])
+        for _ in range(3):
+            b.failed("503")
+        clock.now += 60
+        for verdict in ("succeeded", "failed"):
+            probe = b.before_call()
+            outcome: list[str] = []
+
+            def other(outcome: list[str] = outcome) -> None:
+                try:
+                    b.before_call()
+                    outcome.append("let through")
+                except CircuitOpen as e:
+                    outcome.append(str(e))
+
+            t = threading.Thread(target=other)
+            t.start()
+            t.join(0.2)
+            assert t.is_alive() and not outcome  # waiting, not refused
+            if verdict == "succeeded":
+                b.succeeded(probe)
+            else:
+                b.failed("503 again", probe)
+            t.join(10)
+            if verdict == "succeeded":
+                assert outcome == ["let through"] and b.state == CLOSED
+                for _ in range(3):
+                    b.failed("503")
+                clock.now += 60
+            else:
+                assert "circuit open after" in outcome[0] and b.state == OPEN
