@@ -42,6 +42,17 @@ CLOUDS = ("aws", "gcp", "local")
 VERIFY_MODES = ("auto", "full", "prefix")
 
 
+def default_workers() -> int:
+    """Binlogs shipped at once unless ``workers`` is set: one per CPU this process may
+    run on, at most 4 (sealing is CPU work; past 4 the network, not the CPUs, is the
+    limit, and the memory budget holds them back anyway)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
 @dataclass(frozen=True)
 class MySQLConfig:
     host: str = "127.0.0.1"
@@ -167,7 +178,7 @@ class Config:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     catalog: CatalogConfig | None = None
     #: binlogs sealed, uploaded and verified at once (pipeline/parallel.py)
-    workers: int = 1
+    workers: int = field(default_factory=lambda: default_workers())
     #: bytes those workers may hold in buffers at once (parallel.footprint per binlog);
     #: the process's RSS is about 100 MiB (interpreter, SDKs) more
     memory_budget: int = 192 << 20
@@ -379,7 +390,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
 
         parse_address(metrics_address)  # refuse a bad value at load, not at first serve
 
-    workers = top.number("workers", 1, 1, 64, integer=True)
+    workers = top.number("workers", default_workers(), 1, 64, integer=True)
     budget_mb = top.number("memory_budget_mb", 192, 16, 1 << 20, integer=True, unit="MiB")
 
     m = _Section(
