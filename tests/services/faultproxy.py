@@ -21,6 +21,12 @@ header and returns why it is refused, or None. A refused request never reaches
 the emulator and gets 401 in the service's form (for GCS, the JSON error with
 reason ``authError`` Google sends for an invalid or revoked token). See
 ``tests/services/gauth.py`` for the token endpoint whose tokens it checks.
+
+Links in answers (a resumable session's ``Location``) are rewritten to the
+proxy, so the client keeps talking to it. ``rewrite_links = True`` does the same
+inside JSON answers: fake-gcs-server's ``mediaLink``, which google-cloud-storage
+follows to download a whole object, so those downloads come through the proxy
+too (without it they go straight to the emulator).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class FaultProxy:
         stall: float = 3.0,
         kinds: tuple[str, ...] = KINDS,
         authorize: Callable[[str | None], str | None] | None = None,
+        rewrite_links: bool = False,
     ) -> None:
         u = urlparse(upstream)
         self.upstream_host, self.upstream_port = u.hostname or "127.0.0.1", u.port or 80
@@ -59,6 +66,7 @@ class FaultProxy:
         self.rate, self.flavor, self.stall, self.kinds = rate, flavor, stall, kinds
         self.down = False
         self.authorize = authorize
+        self.rewrite_links = rewrite_links
         #: "METHOD path: why" of every request refused by ``authorize``, in order
         self.refused: list[str] = []
         self.hang = False
@@ -137,6 +145,10 @@ class FaultProxy:
             _reset(h)
             return
         status, headers, data = self._forward(h, body)
+        if self.rewrite_links and any(
+            k.lower() == "content-type" and "json" in v for k, v in headers
+        ):  # JSON only: an object's bytes are never touched
+            data = data.replace(self.upstream.encode(), self.url.encode())
         if kind == "reset-after":
             _reset(h)
             return

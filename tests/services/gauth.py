@@ -231,10 +231,13 @@ class GcsIam:
 @pytest.fixture()
 def gcs_iam(fake_gcs: FakeGcs) -> Iterator[GcsIam]:
     """A GCS that checks credentials: fake-gcs-server (which checks none) behind a proxy
-    that lets through only requests bearing a live token of :class:`GoogleAuth`.
+    that lets through only requests bearing a live token of :class:`GoogleAuth`, whole
+    object downloads (``mediaLink``) included.
     Buckets are made with ``gcs_iam.gcs.bucket()`` (straight to fake-gcs-server)."""
     with (
         GoogleAuth() as auth,
-        FaultProxy(fake_gcs.endpoint_url, flavor="gcs", authorize=auth.check) as proxy,
+        FaultProxy(
+            fake_gcs.endpoint_url, flavor="gcs", authorize=auth.check, rewrite_links=True
+        ) as proxy,
     ):
         yield GcsIam(auth=auth, proxy=proxy, gcs=fake_gcs)

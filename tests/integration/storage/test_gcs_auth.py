@@ -93,6 +93,9 @@ def test_a_stream_opened_before_a_rotation_finishes_with_the_new_key(
     with caplog.at_level(logging.WARNING, logger="shipper.storage.gcs_auth"):
         assert b.stat("big").size == len(data)  # meets the refusal first: rotates
     assert head + stream.read() == data
+    # the stream's own next download met the deleted key's token, and was reopened
+    refused = [r for r in _object_requests(gcs_iam.proxy.log) if r.endswith(" 401")]
+    assert len(refused) == 2 and "alt=media" in refused[1], gcs_iam.proxy.log
     assert auth.grants[-1] == new["private_key_id"]
     # rotated once: the stream's refusal did not rebuild the client a second time
     assert [r.message for r in caplog.records].count(
