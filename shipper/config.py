@@ -258,6 +258,7 @@ class _Section:
 #: what the backends' ``from_url`` takes (shipper/storage/s3.py, gcs.py); file:// takes none.
 _POSITIVE_INT = "positive integer"
 _SECONDS = "finite number of seconds >= 0"
+_URL = "http:// or https:// URL"
 TARGET_OPTIONS: dict[str, dict[str, str]] = {
     "file": {},
     "memory": {},
@@ -276,6 +277,8 @@ TARGET_OPTIONS: dict[str, dict[str, str]] = {
     },
     "gs": {
         "project": "string",
+        "endpoint_url": _URL,
+        "credentials_file": "string",
         "chunk_size": _POSITIVE_INT,
         "resumable_threshold": _POSITIVE_INT,
         "sdk_retry_seconds": _SECONDS,
@@ -310,6 +313,10 @@ def _check_options(where: str, what: str, options: dict[str, Any], known: dict[s
         v = options[name]
         if kind == "string" and not (isinstance(v, str) and v and "\x00" not in v):
             raise ConfigError(f"{where}.{name} must be a non-empty string, got {v!r}")
+        if kind == _URL and not (
+            isinstance(v, str) and v.startswith(("http://", "https://")) and "\x00" not in v
+        ):
+            raise ConfigError(f"{where}.{name} must be an {kind}, got {v!r}")
         if kind == _POSITIVE_INT and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise ConfigError(f"{where}.{name} must be a positive integer, got {v!r}")
         if kind == _SECONDS and (

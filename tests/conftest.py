@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.services.mariadb", "tests.services.cloud", "tests.services.pagerduty"]
+pytest_plugins = [
+    "tests.services.mariadb",
+    "tests.services.cloud",
+    "tests.services.gauth",
+    "tests.services.pagerduty",
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -14,9 +14,12 @@ against the server's, and ``put`` compares size and CRC32C again with what GCS
 reports (``IntegrityError`` on mismatch, after deleting exactly that
 generation). GCS keeps no SHA-256, so ``ObjectInfo.sha256`` is ``None``.
 
-``STORAGE_EMULATOR_HOST`` (fake-gcs-server) is honoured with anonymous
-credentials. Credentials are looked up only when a ``gs://`` target is opened
-(never for a host whose targets are file:// or s3://); none found is a
+Credentials (``shipper/storage/gcs_auth.py``): ``STORAGE_EMULATOR_HOST``
+(fake-gcs-server) means anonymous credentials; ``endpoint_url`` is any endpoint
+with real ones; a key file from ``credentials_file`` or
+``GOOGLE_APPLICATION_CREDENTIALS`` is watched, so a replaced (rotated) key is
+used without a restart. They are looked up only when a ``gs://`` target is
+opened (never for a host whose targets are file:// or s3://); none found is a
 ``PermissionDenied`` naming the target and how to provide them.
 
 ``sdk_retry_seconds`` bounds the library's own retries of every call; the
@@ -31,7 +34,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
@@ -46,6 +48,7 @@ from shipper.errors import (
     StorageError,
 )
 from shipper.storage.base import Capabilities, ObjectInfo
+from shipper.storage.gcs_auth import Login, Logins
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ class GCSBackend:
         *,
         client: Any = None,
         project: str | None = None,
+        endpoint_url: str | None = None,
+        credentials_file: str | None = None,
         chunk_size: int = 100 * MiB,  # google-cloud-storage's own default
         resumable_threshold: int = SINGLE_REQUEST_MAX,
         sdk_retry_seconds: float | None = 0,
@@ -102,8 +107,14 @@ class GCSBackend:
         self.url = f"gs://{bucket}/{self.prefix}".rstrip("/")
         self.chunk_size = chunk_size
         self.resumable_threshold = min(resumable_threshold, SINGLE_REQUEST_MAX)
-        self.client = client if client is not None else _make_client(project, self.url)
-        self.bucket = self.client.bucket(bucket)
+        # the client, rebuilt with the new key when a refused key file was replaced
+        self.logins = Logins(
+            self.url,
+            project=project,
+            endpoint_url=endpoint_url,
+            credentials_file=credentials_file,
+            client=client,
+        )
         # the library's own retries are off by default: shipper.storage.retry retries
         # every call, so the backoff and the circuit breaker see every failure
         self._retry = {**_sdk_retry(sdk_retry_seconds), "timeout": timeout}
@@ -114,6 +125,8 @@ class GCSBackend:
         known = {
             "client",
             "project",
+            "endpoint_url",
+            "credentials_file",
             "chunk_size",
             "resumable_threshold",
             "sdk_retry_seconds",
@@ -131,6 +144,14 @@ class GCSBackend:
                 kw[name] = float(kw[name])
         return cls(p.netloc, p.path, **kw)
 
+    @property
+    def client(self) -> Any:
+        return self.logins.current.client
+
+    @property
+    def bucket(self) -> Any:
+        return self.client.bucket(self.bucket_name)
+
     # ------------------------------------------------------------------ protocol
 
     def put(
@@ -142,13 +163,15 @@ class GCSBackend:
         metadata: Mapping[str, str],
         if_none_match: bool = True,
     ) -> ObjectInfo:
-        blob = self.bucket.blob(self._name(key), chunk_size=self.chunk_size)
+        login = self.logins.current  # errors are judged against the credentials used
+        blob = self._blob(login, key, chunk_size=self.chunk_size)
         blob.metadata = {k: str(v) for k, v in metadata.items()}
         cond: dict[str, Any] = {"if_generation_match": 0} if if_none_match else {}
         if size <= self.resumable_threshold:
             reader = _Exact(source, size, self.url, key)
             data = reader.read(size)  # bounded by resumable_threshold (<= 8 MiB)
             self._sdk(
+                login,
                 key,
                 "write",
                 blob.upload_from_file,
@@ -160,7 +183,7 @@ class GCSBackend:
                 **self._retry,
             )
         else:
-            if if_none_match and self._sdk(key, "write", blob.exists, **self._retry):
+            if if_none_match and self._sdk(login, key, "write", blob.exists, **self._retry):
                 # Early answer before sending a large body. The real guarantee is
                 # ifGenerationMatch=0, which GCS checks at finalize (fake-gcs-server
                 # before PR #2260 ignores it on resumable uploads: issue #1967).
@@ -182,7 +205,7 @@ class GCSBackend:
             except Exception as e:
                 if e is reader.error:
                     raise  # the source's own failure (or a size mismatch), unchanged
-                raise self._error(e, key, "write") from e
+                raise self._error(e, key, "write", login) from e
         local_crc = base64.b64encode(reader.crc.digest()).decode()
         if blob.size != size or blob.crc32c != local_crc:
             self._discard(key, blob)
@@ -193,13 +216,14 @@ class GCSBackend:
         return self._info(key, blob)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
-        blob = self.bucket.blob(self._name(key))
+        login = self.logins.current
+        blob = self._blob(login, key)
         try:
             if length is None and offset == 0:
                 # maps a missing object now, and pins the generation we read
                 blob.reload(**self._retry)
                 reader = blob.open("rb", chunk_size=self.chunk_size, **self._retry)
-                return _Reader(reader, lambda e: self._error(e, key, "read"))  # type: ignore[return-value]
+                return _Reader(reader, lambda e: self._error(e, key, "read", login))  # type: ignore[return-value]
             if length == 0:
                 blob.reload(**self._retry)
                 return io.BytesIO(b"")
@@ -209,40 +233,43 @@ class GCSBackend:
         except Exception as e:
             if _status(e) == 416:  # offset at/after the end: nothing to read
                 return io.BytesIO(b"")
-            raise self._error(e, key, "read") from e
+            raise self._error(e, key, "read", login) from e
 
     def stat(self, key: str) -> ObjectInfo:
-        blob = self.bucket.blob(self._name(key))
+        login = self.logins.current
+        blob = self._blob(login, key)
         try:
             blob.reload(**self._retry)
         except Exception as e:
-            raise self._error(e, key, "stat") from e
+            raise self._error(e, key, "stat", login) from e
         return self._info(key, blob)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        login = self.logins.current
         try:
-            blobs = self.client.list_blobs(
+            blobs = login.client.list_blobs(
                 self.bucket_name, prefix=self.prefix + prefix, **self._retry
             )
             for blob in blobs:
                 yield self._info(blob.name[len(self.prefix) :], blob)
         except Exception as e:
-            raise self._error(e, prefix, "list") from e
+            raise self._error(e, prefix, "list", login) from e
 
     def delete(self, key: str) -> None:
+        login = self.logins.current
         try:
-            self.bucket.blob(self._name(key)).delete(**self._retry)
+            self._blob(login, key).delete(**self._retry)
         except Exception as e:
-            raise self._error(e, key, "delete") from e
+            raise self._error(e, key, "delete", login) from e
 
     # ------------------------------------------------------------------ uploads
 
-    def _sdk(self, key: str, action: str, fn: Any, *args: Any, **kw: Any) -> Any:
+    def _sdk(self, login: Login, key: str, action: str, fn: Any, *args: Any, **kw: Any) -> Any:
         """Call the SDK, mapping its errors (and only its errors) to ours."""
         try:
             return fn(*args, **kw)
         except Exception as e:
-            raise self._error(e, key, action) from e
+            raise self._error(e, key, action, login) from e
 
     def _discard(self, key: str, blob: Any) -> None:
         try:
@@ -254,6 +281,9 @@ class GCSBackend:
             )
 
     # ------------------------------------------------------------------ helpers
+
+    def _blob(self, login: Login, key: str, **kw: Any) -> Any:
+        return login.client.bucket(self.bucket_name).blob(self._name(key), **kw)
 
     def _name(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/"):
@@ -269,8 +299,14 @@ class GCSBackend:
             sha256=sha256,
         )
 
-    def _error(self, e: BaseException, key: str, action: str) -> Exception:
-        """The one place google-cloud-storage errors become the project's errors."""
+    def _error(
+        self, e: BaseException, key: str, action: str, login: Login | None = None
+    ) -> Exception:
+        """The one place google-cloud-storage errors become the project's errors.
+
+        ``login`` is the client the failed call used: a refusal of its credentials
+        is worth retrying when newer ones are in place now (a rotated key file).
+        """
         where = f"{self.url}/{key}"
         status = _status(e)
         if isinstance(e, ShipperError):
@@ -281,17 +317,39 @@ class GCSBackend:
             return ObjectNotFound(f"{where} does not exist")
         if status == 412:
             return PreconditionFailed(f"{where} already exists")
-        if status in (401, 403):
+        # The token endpoint refused the key (RefreshError: invalid_grant, a deleted or
+        # disabled key; retryable=True is the endpoint being unwell, not a refusal), or
+        # the endpoint answered 401 to anonymous credentials, which google-auth cannot
+        # refresh (InvalidOperation). Either way: these credentials were refused.
+        refused = type(e).__name__ in ("RefreshError", "InvalidOperation") and not getattr(
+            e, "retryable", False
+        )
+        if status in (401, 403) or refused:
+            used = login or self.logins.current
+            what = status or type(e).__name__
+            if self.logins.rotated(used):
+                return StorageError(
+                    f"{action} {where}: {what}: the credentials were replaced; retrying with "
+                    "the new ones",
+                    transient=True,
+                )
+            if status == 403:
+                return PermissionDenied(
+                    f"{action} {where}: {status}: {_message(e)} "
+                    "(check the credentials and the bucket IAM policy)"
+                )
             return PermissionDenied(
-                f"{action} {where}: {status}: {_message(e)} "
-                "(check the credentials and the bucket IAM policy)"
+                f"{action} {where}: the credentials were refused: {what}: {_message(e)} "
+                f"({self.logins.explain(used)})"
             )
         if type(e).__name__ == "DataCorruption":
             return IntegrityError(f"{action} {where}: checksum mismatch: {e}")
-        if type(e).__name__ in ("DefaultCredentialsError", "RefreshError"):
+        if type(e).__name__ == "DefaultCredentialsError":
             return PermissionDenied(f"{action} {where}: no usable Google credentials ({e})")
-        transient = (status is not None and (status >= 500 or status in (408, 429))) or any(
-            c.__name__ in _TRANSIENT_SDK for c in type(e).__mro__
+        transient = (
+            (status is not None and (status >= 500 or status in (408, 429)))
+            or any(c.__name__ in _TRANSIENT_SDK for c in type(e).__mro__)
+            or getattr(e, "retryable", False) is True  # google-auth: the endpoint may recover
         )
         return StorageError(
             f"{action} {where} failed: {status or type(e).__name__}: {_message(e)}",
@@ -391,42 +449,6 @@ def _sdk_retry(seconds: float | None) -> dict[str, Any]:
     return {"retry": DEFAULT_RETRY.with_timeout(seconds)}
 
 
-def _make_client(project: str | None, url: str) -> Any:
-    try:
-        from google.cloud import storage  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise ConfigError(
-            f"target {url}: gs:// needs google-cloud-storage: pip install 'binlog-shipper[gcp]'"
-        ) from e
-
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if emulator:
-        from google.auth.credentials import AnonymousCredentials
-
-        if not emulator.startswith("http"):
-            emulator = "http://" + emulator
-        return storage.Client(
-            project=project or "local",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": emulator},
-        )
-    from google.auth.exceptions import DefaultCredentialsError
-
-    try:
-        return storage.Client(project=project)
-    except DefaultCredentialsError as e:
-        raise PermissionDenied(
-            f"target {url}: no Google credentials found. Set GOOGLE_APPLICATION_CREDENTIALS "
-            "to a service account key file (or run `gcloud auth application-default login`, "
-            "or run on a GCP host with a service account); for an emulator such as "
-            "fake-gcs-server set STORAGE_EMULATOR_HOST"
-        ) from e
-    except OSError as e:  # e.g. "Project was not passed and could not be determined"
-        raise ConfigError(
-            f"target {url}: {e} (set the target's project option or GOOGLE_CLOUD_PROJECT)"
-        ) from e
-
-
 def _status(e: BaseException) -> int | None:
     """HTTP status from a google.api_core error or a resumable-media InvalidResponse."""
     code = getattr(e, "code", None)
@@ -439,4 +461,6 @@ def _status(e: BaseException) -> int | None:
 
 def _message(e: BaseException) -> str:
     msg = getattr(e, "message", None)
+    if msg is None and e.args and isinstance(e.args[0], str):
+        msg = e.args[0]  # google-auth: (message, response data)
     return str(msg or e).splitlines()[0]

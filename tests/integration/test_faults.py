@@ -9,6 +9,7 @@ committed in order, and the failures counted by ``error_code``.
 from __future__ import annotations
 
 import io
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from shipper.storage.retry import RetryingBackend
 from tests.helpers import closed_binlogs, parse, rotate
 from tests.services.cloud import FakeGcs, Moto, MotoAuth
 from tests.services.faultproxy import FaultProxy
+from tests.services.gauth import GcsIam, write_key_file
 
 pytestmark = pytest.mark.mariadb
 
@@ -37,6 +39,7 @@ def config(
     *,
     s3: tuple[str, str] | None = None,
     gs: str | None = None,
+    gs_options: str = "timeout = 1",
     routing: str = 'primary = "aws"\ndirect_dual = true',
     resilience: str = "",
 ) -> str:
@@ -52,7 +55,7 @@ def config(
             f"{TIMEOUTS}\n\n"
         )
     if gs is not None:
-        targets += f'[[targets]]\nurl = "{gs}"\ntimeout = 1\n\n'
+        targets += f'[[targets]]\nurl = "{gs}"\n{gs_options}\n\n'
     return f"""
 tenant = "acme"
 state_dir = "{state}"
@@ -411,5 +414,76 @@ def test_credential_rotation_is_picked_up_without_a_restart(
         listed = m.client("s3", **admin).list_objects_v2(Bucket=bucket)["Contents"]
         assert binlog_objects(o["Key"] for o in listed) == dict.fromkeys(names, 1)
         assert new != old
+    finally:
+        shipper.close()
+
+
+def test_gcs_key_rotation_is_picked_up_without_a_restart(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    gcs_iam: GcsIam,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for a replaced service-account key file. google-auth signs its JWT with
+    the file's private key for the token endpoint of tests/services/gauth.py, and the
+    proxy in front of fake-gcs-server lets only that endpoint's live tokens through. The
+    key in use is deleted (its tokens refused) while one shipper keeps running: a pass
+    fails cleanly; the file is replaced with a new key at the same path; the same
+    shipper's next pass signs with it; nothing is lost or duplicated."""
+    auth = gcs_iam.auth
+    key_file = tmp_path / "sa-key.json"
+    old = auth.create_key()
+    write_key_file(key_file, old)
+    # real credentials against the target's own endpoint, not the anonymous emulator
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    server = mariadb_factory(server_id=65)
+    bucket = gcs_iam.gcs.bucket()
+    gs = f"gs://{bucket}/a"
+    text = config(
+        tmp_path / "state",
+        server,
+        gs=gs,
+        gs_options=f'endpoint_url = "{gcs_iam.endpoint_url}"',
+        routing='primary = "gcp"',
+        resilience="retry_attempts = 3\nretry_base = 0.01",
+    )
+
+    def archived() -> Counter[str]:
+        return binlog_objects(b.name for b in gcs_iam.gcs.client().list_blobs(bucket))
+
+    shipper = Shipper(parse(text))
+    try:
+        rotate(server, 2, rows=20)
+        assert shipper.run_once().ok
+        shipped = closed_binlogs(server)
+        assert set(auth.grants) == {old["private_key_id"]}
+
+        # the key is deleted in IAM before the file holds a new one: that pass fails (the
+        # target is reported down, its binlogs stay pending), nothing is committed
+        auth.revoke(old["private_key_id"])
+        rotate(server, 2, rows=20)
+        res = shipper.run_once()
+        assert not res.ok and len(res.blocked) == 2
+        error = next(iter(res.targets_down.values())).error
+        assert "the credentials were refused" in error and "invalid_grant" in error
+        assert old["private_key_id"] in error and str(key_file) in error
+        assert [r.name for r in shipper.manifest.all() if r.state == "committed"] == shipped
+        assert archived() == dict.fromkeys(shipped, 1)
+        assert _failures_by_code(shipper) == {}  # refused, not retried
+
+        new = auth.create_key()  # the file is replaced; the same shipper keeps going
+        write_key_file(key_file, new)
+        rotate(server, 2, rows=20)
+        with caplog.at_level(logging.WARNING, logger="shipper.storage.gcs_auth"):
+            assert shipper.run_once().ok
+        assert "changed (rotated" in caplog.text
+        assert auth.grants[-1] == new["private_key_id"]
+        # the one call refused after the file was replaced was retried, with the new key
+        assert _failures_by_code(shipper) == {"RefreshError": 1}
+        names = closed_binlogs(server)
+        assert [r.name for r in shipper.manifest.all() if r.state == "committed"] == names
+        assert archived() == dict.fromkeys(names, 1)
     finally:
         shipper.close()

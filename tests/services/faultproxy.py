@@ -16,17 +16,32 @@ accepts connections and never answers (a partition that is not an HTTP error).
 :meth:`fail_after` makes an ordering deterministic: requests for one object
 wait until a request for another has been answered, then get 503.
 Counters per fault kind say what was injected. Everything is on 127.0.0.1.
+
+``authorize`` makes it an authenticating front end for an emulator that checks
+no credentials (fake-gcs-server): it is given each request's ``Authorization``
+header and returns why it is refused, or None. A refused request never reaches
+the emulator and gets 401 in the service's form (for GCS, the JSON error with
+reason ``authError`` Google sends for an invalid or revoked token). See
+``tests/services/gauth.py`` for the token endpoint whose tokens it checks.
+
+Links in answers (a resumable session's ``Location``) are rewritten to the
+proxy, so the client keeps talking to it. ``rewrite_links = True`` does the same
+inside JSON answers: fake-gcs-server's ``mediaLink``, which google-cloud-storage
+follows to download a whole object, so those downloads come through the proxy
+too (without it they go straight to the emulator).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import socket
 import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
@@ -44,12 +59,18 @@ class FaultProxy:
         flavor: str = "s3",
         stall: float = 3.0,
         kinds: tuple[str, ...] = KINDS,
+        authorize: Callable[[str | None], str | None] | None = None,
+        rewrite_links: bool = False,
     ) -> None:
         u = urlparse(upstream)
         self.upstream_host, self.upstream_port = u.hostname or "127.0.0.1", u.port or 80
         self.upstream = upstream.rstrip("/")
         self.rate, self.flavor, self.stall, self.kinds = rate, flavor, stall, kinds
         self.down = False
+        self.authorize = authorize
+        self.rewrite_links = rewrite_links
+        #: "METHOD path: why" of every request refused by ``authorize``, in order
+        self.refused: list[str] = []
         self.hang = False
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -134,6 +155,11 @@ class FaultProxy:
                 done.wait(60)
                 self._throttle(h, 503)
                 return
+        if self.authorize is not None:
+            why = self.authorize(h.headers.get("Authorization"))
+            if why is not None:
+                self._refuse(h, why)
+                return
         kind = self._pick(h)
         if kind in ("429", "503"):
             self._throttle(h, int(kind))
@@ -142,6 +168,10 @@ class FaultProxy:
             _reset(h)
             return
         status, headers, data = self._forward(h, body)
+        if self.rewrite_links and any(
+            k.lower() == "content-type" and "json" in v for k, v in headers
+        ):  # JSON only: an object's bytes are never touched
+            data = data.replace(self.upstream.encode(), self.url.encode())
         if kind == "reset-after":
             _reset(h)
             return
@@ -177,6 +207,25 @@ class FaultProxy:
             return r.status, r.getheaders(), r.read()
         finally:
             conn.close()
+
+    def _refuse(self, h: BaseHTTPRequestHandler, why: str) -> None:
+        with self.lock:
+            self.requests += 1
+            self.refused.append(f"{h.command} {h.path}: {why}")
+            self.log.append(f"{h.command} {h.path} 401")
+        # what Google's front end answers for a bad or revoked bearer token
+        error = {"message": "Invalid Credentials", "domain": "global", "reason": "authError"}
+        error |= {"locationType": "header", "location": "Authorization"}
+        data = json.dumps(
+            {"error": {"code": 401, "message": "Invalid Credentials", "errors": [error]}}
+        ).encode()
+        h.send_response(401)
+        h.send_header("Content-Type", "application/json; charset=UTF-8")
+        h.send_header("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
 
     def _throttle(self, h: BaseHTTPRequestHandler, status: int) -> None:
         if self.flavor == "s3":

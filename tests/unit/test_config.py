@@ -139,6 +139,18 @@ def _top(line: str) -> str:
             "targets[1].sdk_retry_seconds",
         ),
         (
+            GOOD.replace('url = "gs://bucket2/p"', 'url = "gs://b/p"\nendpoint_url = "gcs:4443"'),
+            "targets[1].endpoint_url must be an http:// or https:// URL, got 'gcs:4443'",
+        ),
+        (
+            GOOD.replace('url = "gs://bucket2/p"', 'url = "gs://b/p"\ncredentials_file = ""'),
+            "targets[1].credentials_file must be a non-empty string",
+        ),
+        (
+            GOOD.replace('region = "eu-west-1"', 'credentials_file = "/k.json"'),
+            "targets[0].credentials_file",
+        ),
+        (
             GOOD.replace(
                 'url = "s3://bucket/prefix"\nregion = "eu-west-1"',
                 'url = "file:///a"\nregion = "x"',
@@ -214,7 +226,8 @@ def test_every_documented_option_loads() -> None:
     ).replace(
         'url = "gs://bucket2/p"',
         'url = "gs://bucket2/p"\nproject = "p"\nchunk_size = 262144\nresumable_threshold = 1024\n'
-        "sdk_retry_seconds = 0",
+        'sdk_retry_seconds = 0\nendpoint_url = "https://storage.example:8443"\n'
+        'credentials_file = "/etc/binlog-shipper/gcs-key.json"',
     )
     text += (
         '[[keys]]\nprovider = "aws-kms"\nkey_id = "alias/k"\nregion = "eu-west-1"\n'
@@ -227,6 +240,7 @@ def test_every_documented_option_loads() -> None:
     assert cfg.poll_interval == 0.5 and cfg.metrics_port == 9102
     assert cfg.targets[0].options["object_lock_days"] == 30
     assert cfg.targets[1].options["project"] == "p"
+    assert cfg.targets[1].options["endpoint_url"] == "https://storage.example:8443"
     assert [k["provider"] for k in cfg.keys] == ["local", "aws-kms", "gcp-kms"]
 
 
