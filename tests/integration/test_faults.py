@@ -91,7 +91,10 @@ def binlog_objects(keys: Iterator[str]) -> Counter[str]:
 def proxies(moto: Moto, fake_gcs: FakeGcs) -> Iterator[tuple[FaultProxy, FaultProxy]]:
     with (
         FaultProxy(moto.endpoint_url, rate=0.2, seed=11, flavor="s3", stall=2) as s3p,
-        FaultProxy(fake_gcs.endpoint_url, rate=0.2, seed=12, flavor="gcs", stall=2) as gsp,
+        # rewrite_links: whole-object downloads follow mediaLink, through the proxy too
+        FaultProxy(
+            fake_gcs.endpoint_url, rate=0.2, seed=12, flavor="gcs", stall=2, rewrite_links=True
+        ) as gsp,
     ):
         yield s3p, gsp
 
