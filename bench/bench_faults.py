@@ -1,131 +1,194 @@
-"""Throughput with 20% of requests failing, against the same path with no faults.
+"""The shipper's throughput with 20% of requests failing, against the same run without.
 
-    .venv/bin/python bench/bench_faults.py [--files 30] [--mb 8] [--rounds 3] [--stall]
+    .venv/bin/python bench/bench_faults.py [--binlogs 30] [--mb 8] [--rounds 3]
+        [--rate 0.2] [--workers N] [--stall]
 
-Uploads a set of envelope-sized files (incompressible) to a moto server in its
-own process, the way the shipper does per binlog: a conditional ``put``, a
-``stat`` and a ranged read of the first 64 KiB (the "prefix" verify), through
-``open_backend`` (so through the retry wrapper, default ``[resilience]``
-policy but 8 attempts: full jitter from 0.25 s) and the fault proxy of
-``tests/services/faultproxy.py`` in both cases, so the proxy's own cost is on
-both sides. Faults: 429, 503 and connection resets (half of them after the
-request was forwarded, so a put landed and its answer was lost: the retry then
-meets PreconditionFailed, as in the shipper, and counts as done); ``--stall``
-adds stalls past the client's 1 s read timeout to the mix. Rounds alternate
-the order; the median round is reported.
+1. A throwaway MariaDB writes ``--binlogs`` closed ROW binlogs of about ``--mb`` MB.
+2. A moto server and, in front of it, the fault proxy of
+   ``tests/services/faultproxy.py`` each run in their own process. Faults:
+   429, 503 and connection resets (half of them after the request was
+   forwarded, so a put landed and its answer was lost); ``--stall`` adds stalls
+   past the client's 1 s read timeout.
+3. Each round ships every binlog twice, each time with a fresh bucket and state
+   dir, by ``binlog-shipper run --once`` processes through the proxy: once with
+   no faults (the proxy's own cost is on both sides), once with faults. The
+   shipper runs with its defaults (``workers`` = one per CPU, at most 4, unless
+   ``--workers``; the default ``[resilience]`` policy). A pass that leaves a
+   binlog pending (a call that failed every retry) is followed by another
+   pass, as watch mode would do; the time of every pass counts.
+
+Printed: MB/s for each, the number of passes, the faults injected, and the
+ratio faults/clean on the median round. The machine's load average is printed
+first: the 2 cores are shared.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_parallel import CREDS, config, moto_server, write_binlogs
+
+from shipper.config import default_workers
+from shipper.keys.local import LocalKeyring
+from shipper.sandbox import SandboxServer
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from shipper.errors import PreconditionFailed  # noqa: E402
-from shipper.resilience import ResilienceConfig  # noqa: E402
-from shipper.storage import open_backend  # noqa: E402
-from shipper.storage.factory import resilient  # noqa: E402
-from tests.services.cloud import _wait_http, free_port  # noqa: E402
-from tests.services.faultproxy import FaultProxy  # noqa: E402
+# the proxy in a process of its own (its threads would otherwise take this
+# process's GIL); reads "stats" lines on stdin and answers with the counts
+PROXY = """
+import json, sys
+from tests.services.faultproxy import FaultProxy
+upstream, rate, seed, kinds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with FaultProxy(upstream, rate=rate, seed=seed, flavor="s3", stall=2,
+                kinds=tuple(kinds.split(","))) as p:
+    print(p.url, flush=True)
+    for line in sys.stdin:
+        print(json.dumps(dict(p.injected)), flush=True)
+"""
 
-MiB = 1 << 20
-# The default policy but 8 attempts: at 20% faults, 5 attempts all fail once in
-# ~3000 calls, and the shipper would then retry in its next pass; the bench has no
-# next pass
-POLICY = ResilienceConfig(retry_attempts=8)
+
+class Proxy:
+    def __init__(self, upstream: str, rate: float, seed: int, kinds: tuple[str, ...]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PROXY, upstream, str(rate), str(seed), ",".join(kinds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def injected(self) -> dict[str, int]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        counts: dict[str, int] = json.loads(self.proc.stdout.readline())
+        return counts
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
 
 
-def main() -> None:
+def ship_all(cfg: Path, names: list[str]) -> tuple[float, int]:
+    """``run --once`` until every binlog is committed: (seconds, passes)."""
+    import sqlite3
+
+    spent, passes = 0.0, 0
+    err = cfg.with_name("stderr.log")
+    while True:
+        passes += 1
+        t = time.perf_counter()
+        with err.open("ab") as errf:
+            code = subprocess.call(
+                [sys.executable, "-m", "shipper", "run", "--once", "--config", str(cfg)],
+                stdout=subprocess.DEVNULL,
+                stderr=errf,
+                env={**os.environ, **CREDS},
+            )
+        spent += time.perf_counter() - t
+        db = sqlite3.connect(cfg.parent / "manifest.sqlite")
+        try:
+            done = {n for (n,) in db.execute("SELECT name FROM binlogs WHERE state = 'committed'")}
+        finally:
+            db.close()
+        if set(names) <= done:
+            return spent, passes
+        if passes >= 10:
+            sys.stderr.write(err.read_text()[-4000:])
+            raise SystemExit(f"not every binlog committed after {passes} passes (exit {code})")
+
+
+def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--files", type=int, default=30)
-    ap.add_argument("--mb", type=int, default=8)
+    ap.add_argument("--binlogs", type=int, default=30)
+    ap.add_argument("--mb", type=float, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=float, default=0.2)
-    ap.add_argument("--base", type=float, default=POLICY.retry_base, help="resilience.retry_base")
+    ap.add_argument("--workers", type=int, default=0, help="0: the shipper's default")
     ap.add_argument("--stall", action="store_true", help="add stalls (1 s timeout) to the mix")
     args = ap.parse_args()
-    kinds: tuple[str, ...] = ("429", "503", "reset") + (("stall",) if args.stall else ())
-
-    os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kinds = ("429", "503", "reset") + (("stall",) if args.stall else ())
+    print(
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{os.cpu_count()} CPUs"
     )
+    workers = args.workers or default_workers()
+    base = Path(tempfile.mkdtemp(prefix="bench-faults-"))
+    server = SandboxServer(base_dir=base / "db", server_id=9, max_binlog_size=256 << 20)
+    server.start()
+    keyring = base / "keyring"
+    LocalKeyring.create(keyring)
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/moto-api/", proc)
-        with tempfile.TemporaryDirectory() as d:
-            files = []
-            for i in range(args.files):
-                p = Path(d) / f"mysql-bin.{i + 1:06d}.zst.enc"
-                p.write_bytes(os.urandom(args.mb * MiB))
-                files.append(p)
-            results: dict[str, list[float]] = {"clean": [], "faults": []}
-            injected = 0
+        write_binlogs(server, args.binlogs, args.mb)
+        logs = server.binary_logs()[:-1]
+        names = [n for n, _ in logs]
+        total = sum(s for _, s in logs)
+        for name in names:  # warm the page cache for every run alike
+            (server.binlog_dir / name).read_bytes()
+        results: dict[str, list[tuple[float, int]]] = {"clean": [], "faults": []}
+        injected: dict[str, int] = {}
+        with moto_server() as (endpoint, _pid):
+            os.environ.update(CREDS)
+            import boto3
+
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
             for r in range(args.rounds):
                 order = ["clean", "faults"] if r % 2 == 0 else ["faults", "clean"]
-                for name in order:
-                    rate = args.rate if name == "faults" else 0.0
-                    with FaultProxy(url, rate=rate, seed=r, kinds=kinds, stall=2) as proxy:
-                        results[name].append(_round(url, proxy.url, files, args.base))
-                        injected += sum(proxy.injected.values()) if name == "faults" else 0
+                for kind in order:
+                    rate = args.rate if kind == "faults" else 0.0
+                    proxy = Proxy(endpoint, rate, r, kinds)
+                    try:
+                        bucket = f"bench-{r}-{kind}"
+                        s3.create_bucket(Bucket=bucket)
+                        target = (
+                            f's3://{bucket}/arch|endpoint_url = "{proxy.url}"\n'
+                            'region = "us-east-1"\nconnect_timeout = 1\nread_timeout = 1'
+                        )
+                        cfg = config(base / f"state-{r}-{kind}", server, keyring, workers, target)
+                        spent, passes = ship_all(cfg, names)
+                        results[kind].append((spent, passes))
+                        if kind == "faults":
+                            for k, v in proxy.injected().items():
+                                injected[k] = injected.get(k, 0) + v
+                    finally:
+                        proxy.close()
+                    print(
+                        f"round {r + 1}, {kind:6s}: {total / spent / 1e6:6.1f} MB/s "
+                        f"({spent:5.2f}s, {passes} pass(es))"
+                    )
+        clean = statistics.median(s for s, _ in results["clean"])
+        faults = statistics.median(s for s, _ in results["faults"])
+        print(
+            f"workload: {len(names)} binlogs, {total / 1e6:.1f} MB, {workers} worker(s), "
+            f"{args.rounds} rounds, fault kinds {', '.join(kinds)} at {args.rate:.0%}"
+        )
+        print(f"no faults : {total / clean / 1e6:7.1f} MB/s  ({clean:.2f}s median)")
+        print(
+            f"{args.rate:.0%} faults: {total / faults / 1e6:7.1f} MB/s  ({faults:.2f}s median; "
+            f"injected over all rounds: {injected})"
+        )
+        print(f"ratio faults/clean: {clean / faults:.2f}   (target >= 0.7)")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-    total = args.files * args.mb * MiB / 1e6
-    clean = statistics.median(results["clean"])
-    faults = statistics.median(results["faults"])
-    print(
-        f"workload: {args.files} x {args.mb} MiB, put + stat + 64 KiB ranged read each, "
-        f"{args.rounds} rounds, fault kinds {', '.join(kinds)} at {args.rate:.0%}, "
-        f"retry_base {args.base}"
-    )
-    print(f"no faults : {total / clean:7.1f} MB/s  ({clean:.2f}s)")
-    print(f"20% faults: {total / faults:7.1f} MB/s  ({faults:.2f}s, {injected} faults injected)")
-    print(f"ratio faults/clean: {clean / faults:.2f}   (target >= 0.7)")
-
-
-def _round(moto: str, endpoint: str, files: list[Path], base: float) -> float:
-    from boto3.session import Session
-
-    bucket = "bench-" + uuid.uuid4().hex[:8]
-    Session().client("s3", region_name="us-east-1", endpoint_url=moto).create_bucket(Bucket=bucket)
-    backend = open_backend(
-        f"s3://{bucket}/p",
-        {
-            "endpoint_url": endpoint,
-            "region": "us-east-1",
-            "connect_timeout": 1,
-            "read_timeout": 1,
-            "multipart_threshold": 64 * MiB,
-        },
-        wrappers=resilient(dataclasses.replace(POLICY, retry_base=base)),
-    )
-    t = time.perf_counter()
-    for p in files:
-        # a put whose answer was lost did land: the shipper verifies what is there next
-        with p.open("rb") as f, contextlib.suppress(PreconditionFailed):
-            backend.put(p.name, f, size=p.stat().st_size, metadata={"binlog_name": p.name})
-        backend.stat(p.name)
-        with backend.open(p.name, 0, 64 << 10) as r:
-            assert len(r.read()) == 64 << 10
-    elapsed = time.perf_counter() - t
-    return elapsed
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
