@@ -23,7 +23,7 @@ its first failure (``TargetWriter.failed``), and its circuit counts at most one
 failure per pass (:meth:`Targets.begin_pass`), so ``breaker_threshold`` is
 also the number of passes before failover, with any number of workers.
 Commits stay in order: a binlog held back in a pass holds back every later one
-in that pass (``Shipper.hold``), even one a parallel worker failed over.
+in that pass (``binlog_job.hold``), even one a parallel worker failed over.
 """
 
 from __future__ import annotations

@@ -18,8 +18,10 @@ Targets that lack committed binlogs (added to the config later) are filled in
 by ``pipeline/backfill.py``.
 
 A pass ships ``workers`` binlogs at once (``pipeline/parallel.py``):
-:meth:`Shipper.prepare` (stage through placements, failover) runs in the pool,
-:meth:`Shipper.commit` in the calling thread, in sequence order.
+``binlog_job.prepare`` (stage through placements, failover) runs in the pool,
+``binlog_job.commit`` in the calling thread, in sequence order; once a binlog
+of the pass is held back by a target that is down, the later ones wait
+(``binlog_job.hold``). This module is the pass; ``binlog_job`` is one binlog.
 """
 
 from __future__ import annotations
@@ -30,31 +32,27 @@ import errno
 import fcntl
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipper import objects, tracing
-from shipper.binlog import BinlogInfo, scan_file
+from shipper import tracing
 from shipper.catalog.dynamodb_host import CatalogSync
 from shipper.config import Config
 from shipper.errors import (
-    BinlogFormatError,
-    IntegrityError,
     ShipperError,
     StateError,
 )
 from shipper.keys import KeyProvider, make_provider
 from shipper.manifest import Manifest, binlog_sequence
-from shipper.pipeline import failover, routing
+from shipper.pipeline import binlog_job, failover, routing
 from shipper.pipeline.backfill import backfill
 from shipper.pipeline.discover import ServerState, read_state
 from shipper.pipeline.parallel import Done, Job, MemoryBudget, run_ordered
 from shipper.pipeline.report import Reporter
-from shipper.pipeline.stage import stage, staged_files, staged_name, unstage
+from shipper.pipeline.stage import staged_name
 from shipper.pipeline.survey import identity_if_new, warn_purge
-from shipper.pipeline.targets import TARGET_ERRORS, TargetDown, TargetWriter
+from shipper.pipeline.targets import TargetDown, TargetWriter
 from shipper.pipeline.upload import ObjectWriter
 from shipper.telemetry import Metrics
 
@@ -81,30 +79,6 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return not (self.failed or self.flagged or self.gaps or self.blocked or self.targets_down)
-
-
-@dataclass
-class Ready:
-    """A binlog prepared in a worker (placed on every target it could reach), waiting
-    for its turn to be committed."""
-
-    name: str
-    info: BinlogInfo
-    trace_id: str
-    #: time.monotonic() when its shipping started (the duration metric)
-    started: float
-    #: attempts recorded before this one (for the report)
-    attempts: int
-    #: the server's file (its mtime dates the rotation)
-    source: Path
-    #: target URL -> the key it holds the binlog under there
-    keys: dict[str, str] = field(default_factory=dict)
-    #: write targets that are down and do not have it yet (none once failover covered)
-    held_back: list[str] = field(default_factory=list)
-    #: whether this attempt uploaded it anywhere (else it was archived already)
-    wrote: bool = False
-    #: the journal entry of its failover to the other cloud, written when it commits
-    failover: dict[str, object] | None = None
 
 
 class Shipper:
@@ -230,25 +204,25 @@ class Shipper:
         # thread's, so a binlog's span is a child of the caller's trace, if any
         caller = contextvars.copy_context()
 
-        def traced(job: Job) -> Ready | str:
+        def traced(job: Job) -> binlog_job.Ready | str:
             with tracing.binlog_span(job.name, self.cfg.tenant) as trace_id:
                 traces[job.name] = trace_id
                 try:
-                    ready = self.prepare(job.name, binlog_dir, state, trace_id=trace_id)
+                    ready = binlog_job.prepare(self, job.name, binlog_dir, state, trace_id=trace_id)
                     spans[job.name] = contextvars.copy_context()
                     return ready
                 except ShipperError as e:
                     tracing.record_error(e)
                     raise
 
-        def work(job: Job) -> Ready | str:
+        def work(job: Job) -> binlog_job.Ready | str:
             return caller.copy().run(traced, job)
 
         # the first binlog of this pass held back by a target that is down: every later
         # one waits behind it (committing it would put N+1 in the manifest before N)
         behind: list[str] = []
 
-        def commit(done: Done[Ready | str]) -> None:
+        def commit(done: Done[binlog_job.Ready | str]) -> None:
             name = done.job.name
             try:
                 if done.error is not None:
@@ -257,10 +231,14 @@ class Shipper:
                 if isinstance(done.value, str):
                     outcome = done.value
                 elif behind:
-                    outcome = self.hold(done.value, behind[0])
+                    outcome = binlog_job.hold(self, done.value, behind[0])
                 else:
                     span = spans.pop(name, None)
-                    outcome = span.run(self.commit, done.value) if span else self.commit(done.value)
+                    outcome = (
+                        span.run(binlog_job.commit, self, done.value)
+                        if span
+                        else binlog_job.commit(self, done.value)
+                    )
                     if outcome == "blocked":
                         behind.append(name)
             except ShipperError as e:
@@ -316,206 +294,18 @@ class Shipper:
             if name in known:
                 continue
             self.manifest.discover(name)
-            self._mark_gap(name, "purged by the server before it was discovered", result)
+            self.mark_gap(name, "purged by the server before it was discovered")
+            result.gaps.append(name)
 
-    def _mark_gap(self, name: str, why: str, result: PassResult) -> None:
+    def mark_gap(self, name: str, why: str) -> None:
+        """Record ``name`` as a gap: purged by the server before it was archived."""
         self.manifest.advance(name, "gap", error=why)
         self.manifest.journal("gap", name, {"reason": why})
         self.metrics.gaps.inc()
         log.error("GAP: binlog %s was %s; point-in-time restore cannot cross it", name, why)
         self.report.gap(name, why)
-        result.gaps.append(name)
 
     # -- one binlog --
-    def ship_one(
-        self, name: str, binlog_dir: Path, state: ServerState, *, trace_id: str | None = None
-    ) -> str:
-        """Ship ``name`` now, in this thread; returns "shipped", "already", "flagged",
-        "gaps" or "blocked" (a write target is down: the row stays pending)."""
-        ready = self.prepare(name, binlog_dir, state, trace_id=trace_id)
-        return ready if isinstance(ready, str) else self.commit(ready)
-
-    def prepare(
-        self, name: str, binlog_dir: Path, state: ServerState, *, trace_id: str | None = None
-    ) -> Ready | str:
-        """Everything before the commit: stage, scan, seal, put, verify, index, one
-        placement per target, failover. Safe in a worker thread (the rows of other
-        binlogs are never touched); the commit is :meth:`commit`'s, in sequence order.
-        Returns "gaps" when the file was purged before it was staged. ``trace_id`` (of
-        the binlog's span) goes into the object metadata."""
-        started = time.monotonic()
-        row = self.manifest.get(name)
-        assert row is not None
-        staged, sealed = staged_files(self.staging, name)
-        fresh = row.state == "discovered"  # no earlier attempt can have put it anywhere
-        if row.state == "discovered":
-            try:
-                stage(binlog_dir / name, staged)
-            except FileNotFoundError:
-                self._mark_gap(name, "purged by the server before it was shipped", PassResult())
-                return "gaps"
-            row = self.manifest.advance(name, "staged")
-        if not staged.exists():
-            raise StateError(
-                f"binlog {name} is {row.state} but its staged copy {staged} is "
-                "missing; was the state dir cleaned by hand?"
-            )
-        info = scan_file(staged)
-        if row.sha256 and row.sha256 != info.sha256:
-            raise IntegrityError(
-                f"staged binlog {staged} changed since it was staged "
-                f"(sha256 {row.sha256} -> {info.sha256})"
-            )
-        if info.first_timestamp is None:
-            raise BinlogFormatError(f"binlog {name} has no events: nothing to date it by")
-        self._record_scan(name, info, state.server_uuid)
-        server_id = info.server_id if info.server_id is not None else state.server_id
-        flagged = info.damage is not None  # CRC mismatch, or a flag that denies the CRCs
-        if flagged:
-            key = objects.quarantine_key(self.cfg.tenant_prefix, server_id, name, info.sha256)
-        else:
-            key = objects.binlog_key(self.cfg.tenant_prefix, server_id, info.first_timestamp, name)
-        b = self.out.sealed_binlog(
-            name,
-            staged,
-            sealed,
-            info,
-            server_id,
-            state.server_uuid,
-            key,
-            trace_id=trace_id,
-            fresh=fresh,
-        )
-        index = None if flagged else info.index.to_bytes()
-        placed = self.manifest.placements(name)
-        ready = Ready(name, info, b.metadata["trace_id"], started, row.attempts, binlog_dir / name)
-        for url, backend in self.out.targets:
-            done = placed.get(url)
-            if done is not None and done.state == "verified" and done.object_key:
-                ready.keys[url] = done.object_key  # placed by an earlier, interrupted attempt
-                continue
-            if url in self.out.down:
-                self.manifest.place(name, url, key=None, error=self.out.down[url].error)
-                ready.held_back.append(url)
-                continue
-            try:
-                k, wrote = self.out.place(url, backend, key, b, index)
-            except TARGET_ERRORS as e:
-                self.out.failed(url, e, name)
-                ready.held_back.append(url)
-                continue
-            ready.wrote = ready.wrote or wrote
-            ready.keys[url] = k
-        if ready.held_back:
-            ready.failover = failover.cover(
-                self.out, self.resilient, name, ready.held_back, ready.keys, key, b, index
-            )
-            if ready.failover is not None:
-                ready.held_back = []
-                ready.wrote = True  # to the fallback target (failover.cover)
-        return ready
-
-    def commit(self, ready: Ready) -> str:
-        """Move a prepared binlog's row to committed (or flagged), in the committer's
-        thread; "blocked" when a write target does not have it yet."""
-        name, info = ready.name, ready.info
-        if ready.held_back:
-            # the row moves on only once every write target has it (or, with failover,
-            # once a target whose circuit is closed has it); the placements made say
-            # how far it got
-            self._count_held_back(ready)
-            self.manifest.record_attempt(
-                name, "not yet written to " + ", ".join(ready.held_back) + " (target down)"
-            )
-            return "blocked"
-        final_keys = ready.keys
-        if ready.failover is not None:  # journalled in commit order, not completion order
-            self.manifest.journal("failover", name, ready.failover)
-        first = next(iter(final_keys.values()))
-        self.manifest.reach(name, "uploaded", object_key=first, targets=list(final_keys))
-        self.manifest.reach(name, "verified")
-        outcome = "shipped" if ready.wrote else "already"
-        staged, _sealed = staged_files(self.staging, name)
-        if info.damage is not None:  # CRC mismatch, or a flag that denies the CRCs
-            outcome = "flagged"
-            self._flag(name, info, first)
-        else:
-            if info.status != "complete":
-                self.manifest.journal(info.status, name, {"truncated_at": info.truncated_at})
-                log.warning(
-                    "binlog %s is %s (no closing ROTATE/STOP event); archived as is and flagged",
-                    name,
-                    info.status,
-                )
-            rotated_at = _rotated_at(ready.source, staged)
-            self.manifest.advance(name, "committed", error=None)
-            self.metrics.shipped.inc()
-            self.metrics.bytes.inc(info.size)
-            self.metrics.last_commit.set(time.time())
-            self.report.committed(
-                name, info, outcome, final_keys.values(), ready.attempts, ready.trace_id, rotated_at
-            )
-        unstage(self.staging, name)
-        self.metrics.duration.observe(time.monotonic() - ready.started)
-        log.info("binlog %s %s -> %s (trace %s)", name, outcome, final_keys, ready.trace_id)
-        return outcome
-
-    def hold(self, ready: Ready, behind: str) -> str:
-        """Leave a prepared binlog uncommitted because an earlier one of this pass was
-        held back. With one worker that earlier failure took its target out of the pass
-        before this binlog was tried; with several, this one may have been placed (or
-        failed over) meanwhile. Its placements stay, so the next pass only commits it."""
-        self._count_held_back(ready)
-        self.manifest.record_attempt(
-            ready.name, f"waiting for {behind}, held back by a target that is down"
-        )
-        log.warning(
-            "binlog %s: not committed before %s, which a target held back", ready.name, behind
-        )
-        return "blocked"
-
-    def _count_held_back(self, ready: Ready) -> None:
-        """Each target that is down and lacks ``ready`` counts it (the TARGET report)."""
-        for url in ready.held_back:
-            self.out.down[url].blocked += 1
-
-    def _flag(self, name: str, info: BinlogInfo, key: str) -> None:
-        self.manifest.advance(name, "flagged", error=f"{info.damage}; quarantined at {key}")
-        detail = {"crc_error_at": info.crc_error_at, "key": key, "status": info.status}
-        self.manifest.journal("flagged", name, detail)
-        self.metrics.flagged.inc()
-        self.report.flagged(name, info, key)
-        log.error(
-            "binlog %s: %s; archived to quarantine key %s and NOT counted as restorable",
-            name,
-            info.damage,
-            key,
-        )
-
-    def _record_scan(self, name: str, info: BinlogInfo, server_uuid: str) -> None:
-        self.manifest.update(
-            name,
-            server_uuid=server_uuid,
-            size=info.size,
-            sha256=info.sha256,
-            server_id=info.server_id,
-            server_version=info.server_version,
-            first_ts=info.first_timestamp,
-            last_ts=info.last_timestamp,
-            gtid_previous=info.gtid_previous,
-            gtid_end=info.gtid_executed_end,
-            file_status=info.status,
-        )
-
-
-def _rotated_at(source: Path, staged: Path) -> float | None:
-    """When the server last wrote the binlog (its rotation): the mtime of its file, or of
-    the staged hardlink to it; a staged copy is younger, so the older of the two wins."""
-    times = []
-    for p in (source, staged):
-        with contextlib.suppress(OSError):
-            times.append(p.lstat().st_mtime)
-    return min(times, default=None)
 
 
 def _private_dir(path: Path) -> Path:
