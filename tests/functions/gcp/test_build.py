@@ -99,3 +99,65 @@ def test_gcp_source_is_served_by_functions_framework(
         assert [x["status"] for x in fn.lines() if "status" in x] == ["outside_layout"]
     finally:
         stop(fn)
+
+
+def _python312() -> str | None:
+    """A Python 3.12 on this machine (the Lambda zip's runtime), if there is one."""
+    import glob
+    import shutil
+
+    found = shutil.which("python3.12")
+    candidates = sorted(glob.glob("/root/.pyenv/versions/3.12*/bin/python3.12"))
+    for exe in [*candidates, found]:
+        if exe and subprocess.run([exe, "-c", "pass"], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+def test_lambda_zip_imports_and_seals_on_python_3_12(
+    dist: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The zip's compiled wheels are cp312 (the Lambda runtime's): a Python 3.12 imports
+    both handlers from the unzipped package and seals and opens an envelope with them
+    (zstandard and cryptography native code), with boto3 where the runtime has it."""
+    exe = _python312()
+    if exe is None:
+        pytest.skip("no Python 3.12 on this machine to run the cp312 package with")
+    out, _ = dist
+    task = tmp_path / "task"  # /var/task
+    with zipfile.ZipFile(out / "aws-lambda.zip") as f:
+        f.extractall(task)
+    # the runtime's own boto3 (pure Python), as Lambda puts it on the path
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    import importlib.util
+
+    for mod in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"):
+        spec = importlib.util.find_spec(mod)
+        assert spec is not None and spec.origin is not None, mod
+        src = Path(spec.origin)
+        src = src.parent if src.name == "__init__.py" else src
+        (runtime / src.name).symlink_to(src)
+    code = f"""
+import io, sys
+sys.path[:0] = [{str(task)!r}, {str(runtime)!r}]
+assert sys.version_info[:2] == (3, 12), sys.version
+import functions.aws.verify_replicate, functions.aws.restore_planner
+import cryptography, zstandard
+from shipper import envelope
+from shipper.keys.local import LocalKeyring
+keys = [LocalKeyring.create({str(tmp_path / "keyring")!r})]
+ctx = {{"tenant": "t", "server_id": "1", "binlog": "mysql-bin.000001"}}
+sealed, plain = io.BytesIO(), b"binlog bytes " * 100000
+envelope.seal(io.BytesIO(plain), sealed, providers=keys, context=ctx)
+out = io.BytesIO()
+sealed.seek(0)
+envelope.unseal(sealed, out, providers=keys, expected_context=[ctx])
+assert out.getvalue() == plain
+print(cryptography.__file__)
+print(zstandard.__file__)
+"""
+    done = subprocess.run([exe, "-I", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # the native modules came from the zip, not from this test's environment
+    assert all(line.startswith(str(task)) for line in done.stdout.split())
