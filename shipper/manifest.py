@@ -16,23 +16,22 @@ Beside each row, ``placements`` says where the binlog is on each target (key,
 version, verified when): targets can differ, e.g. a lineage conflict on one
 target only puts that target's copy under the lineage key. The schema is
 versioned (``shipper/manifest_schema.py``); opening an older manifest migrates it
-forward. The file and its ``-wal``/``-shm`` are private (0600).
+forward. How the file is kept -- private (0600), WAL, integrity-checked, one
+connection under a lock, every SQLite error a ``StateError`` -- is
+``shipper/manifest_db.py``; this module is what the rows mean.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from shipper.errors import StateError
+from shipper.manifest_db import ManifestDB
 from shipper.manifest_rows import (
     COLUMNS,
     RANK,
@@ -43,7 +42,6 @@ from shipper.manifest_rows import (
     placement_from_sql,
     row_from_sql,
 )
-from shipper.manifest_schema import migrate
 from shipper.storage.breaker import BreakerState
 
 __all__ = ["STATES", "TERMINAL", "BinlogRow", "Manifest", "Placement", "binlog_sequence"]
@@ -57,93 +55,8 @@ def binlog_sequence(name: str) -> int:
     return int(suffix)
 
 
-class Manifest:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _private_file(self.path)
-            # shared by the shipper's worker threads (pipeline/parallel.py); every use
-            # of the connection holds self._lock, so statements never interleave
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, timeout=30, check_same_thread=False
-            )
-            self._lock = threading.RLock()
-        except (sqlite3.Error, OSError) as e:
-            raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") from e
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(check)
-            migrate(self._db, self.path)
-        except sqlite3.OperationalError as e:
-            self._db.close()
-            raise StateError(f"state manifest {self.path} cannot be opened for writing: {e}") from e
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise self._damaged(e) from e
-        except BaseException:
-            self._db.close()
-            raise
-        for suffix in ("-wal", "-shm"):
-            # SQLite gives these the main file's mode; tighten ones an old release left
-            _private_file(self.path.with_name(self.path.name + suffix), create=False)
-        self._db.row_factory = sqlite3.Row
-
-    def _damaged(self, e: sqlite3.DatabaseError) -> StateError:
-        return StateError(
-            f"state manifest {self.path} is damaged ({e}). Either restore it from a copy, "
-            f"or move it aside (mv {self.path} {self.path}.damaged) and rerun `binlog-shipper "
-            "run --once`: it re-verifies what is already archived instead of uploading it "
-            "again. `binlog-shipper restore plan --from URL` reads the archive and does not "
-            "need the manifest."
-        )
-
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            with self._lock:
-                return self._db.execute(sql, tuple(args)).fetchall()
-        except sqlite3.OperationalError as e:
-            raise StateError(f"state manifest {self.path}: {e}") from e
-        except sqlite3.DatabaseError as e:
-            raise self._damaged(e) from e
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Manifest:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield from self._tx_locked()
-
-    def _tx_locked(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise StateError(f"state manifest {self.path}: {e}") from e
-        try:
-            yield self._db
-        except BaseException as e:
-            with suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.OperationalError):
-                raise StateError(f"state manifest {self.path}: {e}") from e
-            if isinstance(e, sqlite3.DatabaseError):
-                raise self._damaged(e) from e
-            raise
-        else:
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as e:
-                raise StateError(f"state manifest {self.path}: commit failed: {e}") from e
+class Manifest(ManifestDB):
+    """What the shipper has archived: binlog rows, placements, journal, backups, breakers."""
 
     # -- binlogs --
     def get(self, name: str, target: str | None = None) -> BinlogRow | None:
@@ -433,13 +346,3 @@ def _with_target_key(r: sqlite3.Row) -> BinlogRow:
     key = d.pop("target_key")
     row = row_from_sql(d)
     return replace(row, object_key=key) if key else row
-
-
-def _private_file(path: Path, *, create: bool = True) -> None:
-    """Create ``path`` mode 0600 (or tighten the product's own file to it)."""
-    if create:
-        with suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    with suppress(FileNotFoundError):
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)

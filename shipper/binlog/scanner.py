@@ -9,8 +9,9 @@ The loop has two speeds. Row data, table maps and the other events that only
 ``zlib.crc32`` over the event *including* its stored CRC, compared with the
 CRC-32 residue constant, so the stored value is never unpacked. Everything else
 (format description, GTIDs, queries, XIDs, rotate, unknown types, and every
-event when a per-event callback is asked for) takes the general path, which
-decodes the full header and dispatches to a body handler.
+event when a per-event callback is asked for) takes the general path
+(``general.py``), which decodes the full header and dispatches to a body
+handler (``state.py``). What the file comes to is ``verdict.py``'s.
 
 After the first CRC mismatch event lengths can no longer be trusted, so a
 framing problem past it ends the scan instead of raising.
@@ -26,14 +27,11 @@ from typing import BinaryIO
 
 from shipper.binlog import bodies as B
 from shipper.binlog import events as E
-from shipper.binlog.checksum import CRC_RESIDUE, denies_crc32, fde_crc_ok
-from shipper.binlog.gtid import (
-    MariaDBGtidList,
-    MariaDBGtidListBuilder,
-    MySQLGtidSet,
-)
-from shipper.binlog.info import BinlogFramingError, BinlogInfo, EventHeader
-from shipper.binlog.state import HANDLERS, IN_TRX, NONE, STANDALONE, ScanState
+from shipper.binlog.checksum import CRC_RESIDUE
+from shipper.binlog.general import BODY_ERRORS, PASSIVE, GeneralPath
+from shipper.binlog.info import BinlogInfo, EventHeader
+from shipper.binlog.state import HANDLERS, IN_TRX, NONE, STANDALONE
+from shipper.binlog.verdict import verdict
 
 BLOCK = 4 << 20
 #: an event this large cannot be real (max_allowed_packet tops out at 1 GiB)
@@ -41,42 +39,12 @@ MAX_EVENT_SIZE = (1 << 30) + (1 << 20)
 _BIG_PREFIX = 1 << 16
 
 
-_HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server_id, size, log_pos, flags
 _FAST_HEADER = struct.Struct("<IBxxxxI")  # timestamp, type, size
 _CRC = struct.Struct("<I")
-_U16 = struct.Struct("<H")
-_GTID_HEAD = struct.Struct("<B16sq")
 _MDB_GTID = struct.Struct("<QIB")
 _U32 = struct.Struct("<I")
 
 
-#: events that only belong to the transaction around them (or open an autocommit
-#: statement's): no body is read
-_PASSIVE = frozenset(E.EVENT_NAMES) - {
-    E.UNKNOWN_EVENT,
-    E.START_EVENT_V3,
-    E.QUERY_EVENT,
-    E.STOP_EVENT,
-    E.ROTATE_EVENT,
-    E.FORMAT_DESCRIPTION_EVENT,
-    E.XID_EVENT,
-    18,  # Execute_load_query: ends an autocommit LOAD DATA
-    E.INCIDENT_EVENT,
-    E.HEARTBEAT_LOG_EVENT,
-    E.IGNORABLE_LOG_EVENT,
-    E.GTID_LOG_EVENT,
-    E.ANONYMOUS_GTID_LOG_EVENT,
-    E.PREVIOUS_GTIDS_LOG_EVENT,
-    E.XA_PREPARE_LOG_EVENT,
-    E.TRANSACTION_PAYLOAD_EVENT,
-    41,  # Heartbeat_v2
-    E.GTID_TAGGED_LOG_EVENT,
-    E.BINLOG_CHECKPOINT_EVENT,
-    E.MARIADB_GTID_EVENT,
-    E.GTID_LIST_EVENT,
-    E.START_ENCRYPTION_EVENT,
-    E.QUERY_COMPRESSED_EVENT,
-}
 #: the commonest events with a body to read: handled straight from the loop
 _HOT = frozenset(
     {
@@ -91,7 +59,7 @@ _HOT = frozenset(
 #: 0 general path
 _FAST_KIND = [
     1
-    if t in _PASSIVE
+    if t in PASSIVE
     else 3
     if t == E.XID_EVENT
     else 4
@@ -103,19 +71,16 @@ _FAST_KIND = [
 ]
 _ALL_GENERAL = [0] * 256
 
-_BODY_ERRORS = (B.BodyError, struct.error, IndexError, ValueError, OverflowError)
 
-
-class _Scanner(ScanState):
-    """Reads, frames and checks; the body handlers and their state are in ScanState."""
+class _Scanner(GeneralPath):
+    """Reads, frames and checks; events decoded in full are GeneralPath's, the body
+    handlers and their state ScanState's."""
 
     def __init__(
         self, f: BinaryIO, name: str, on_event: Callable[[EventHeader], None] | None
     ) -> None:
-        super().__init__()
+        super().__init__(name, on_event)
         self.f = f
-        self.name = name
-        self.on_event = on_event
         self.sha = hashlib.sha256()
         self.buf = bytearray(BLOCK)
         self.mv = memoryview(self.buf)
@@ -125,9 +90,6 @@ class _Scanner(ScanState):
         self.eof = False
 
     # ------------------------------------------------------------------ input
-    def _err(self, offset: int, what: str) -> BinlogFramingError:
-        return BinlogFramingError(self.name, offset, what)
-
     def _read_into(self, start: int) -> int:
         """Fill buf[start:] from the stream; returns bytes read (0 at EOF)."""
         got = 0
@@ -167,7 +129,7 @@ class _Scanner(ScanState):
         while not self.eof:
             self.base += self.avail
             self.avail = self._read_into(0)
-        return self._result()
+        return verdict(self, self.name, self.total, self.sha.hexdigest())
 
     def _loop(self) -> None:
         pos = 4  # buffer offset of the next event
@@ -294,7 +256,7 @@ class _Scanner(ScanState):
                         handlers[typ](
                             self, buf, pos, pos + hl, end - crc_len, ts, abs_pos, abs_pos + size
                         )
-                    except _BODY_ERRORS as e:
+                    except BODY_ERRORS as e:
                         raise self._err(abs_pos, f"{E.event_name(typ)} event: {e}") from None
                     idle = self.mode == NONE
             else:
@@ -363,141 +325,3 @@ class _Scanner(ScanState):
         if crc_len:
             crc_ok = crc == _CRC.unpack_from(tail, len(tail) - 4)[0]
         return bytes(prefix), crc_ok, pos
-
-    # ------------------------------------------------------------------ general path
-    def _general(
-        self, buf: memoryview, pos: int, size: int, abs_pos: int, big_crc: bool | None
-    ) -> None:
-        """One event the fast path does not take. ``buf[pos:]`` holds it (or its prefix)."""
-        ts, typ, sid, _, log_pos, flags = _HEADER.unpack_from(buf, pos)
-        whole = pos + size <= len(buf)  # False for a streamed event's prefix
-        if self.encrypted_at is not None:
-            # Only the length (offset 9) is in clear; type, time, server id and
-            # the CRC are encrypted with the body: count and pass over.
-            if self.on_event is not None:
-                self.on_event(EventHeader(abs_pos, abs_pos + size, 0, 0, -1, 0, size, 0, None))
-            return
-        if self.first:
-            if typ not in (E.FORMAT_DESCRIPTION_EVENT, E.START_EVENT_V3):
-                raise self._err(abs_pos, f"first event is type {typ}, not a format description")
-            self.first = False
-            self.first_ts = ts or None
-            self.server_id = sid
-            self.in_use = bool(flags & E.LOG_EVENT_BINLOG_IN_USE_F)
-        crc_ok: bool | None = None
-        if typ == E.FORMAT_DESCRIPTION_EVENT or typ == E.START_EVENT_V3:
-            if not whole:
-                raise self._err(abs_pos, f"format description event of {size} bytes")
-            crc_ok = self._format_description(buf, pos, pos + size, typ, abs_pos)
-        elif not whole:
-            crc_ok = big_crc
-        elif self.crc_len:
-            crc_ok = zlib.crc32(buf[pos : pos + size]) == CRC_RESIDUE
-        if crc_ok is False and self.crc_error_at is None:
-            self.crc_error_at = abs_pos
-        if self.on_event is not None:
-            self.on_event(
-                EventHeader(abs_pos, abs_pos + size, log_pos, ts, typ, sid, size, flags, crc_ok)
-            )
-        if crc_ok is False:
-            return  # a body that failed its CRC is not read
-        handler = HANDLERS.get(typ)
-        if handler is not None:
-            end = pos + size - self.crc_len if whole else len(buf)
-            try:
-                handler(self, buf, pos, pos + self.header_len, end, ts, abs_pos, abs_pos + size)
-            except _BODY_ERRORS as e:
-                raise self._err(abs_pos, f"{E.event_name(typ)} event: {e}") from None
-        elif typ not in E.EVENT_NAMES:
-            self.unknown.add(typ)
-        elif typ in _PASSIVE and self.mode == NONE and self.prelude < 0:
-            self.prelude = abs_pos
-
-    def _format_description(
-        self, buf: memoryview, pos: int, end: int, typ: int, abs_pos: int
-    ) -> bool | None:
-        v3 = typ == E.START_EVENT_V3
-        try:
-            fde = B.decode_fde(buf, pos + E.HEADER_LEN, end, v3)
-        except _BODY_ERRORS as e:
-            raise self._err(abs_pos, str(e)) from None
-        if fde.checksum_alg not in (None, E.CHECKSUM_OFF, E.CHECKSUM_CRC32, E.CHECKSUM_UNDEF):
-            raise self._err(abs_pos, f"unknown checksum algorithm {fde.checksum_alg}")
-        self.fde = fde
-        if self.first_fde is None:
-            self.first_fde = fde
-        avail = self.avail if buf.obj is self.buf else len(buf)
-        denied = fde.checksum_alg == E.CHECKSUM_OFF and denies_crc32(buf, pos, end, avail)
-        if denied and self.checksum_flag_error_at is None:
-            self.checksum_flag_error_at = abs_pos
-        # every later FDE (relay logs) governs the events after it; one that denies
-        # the checksums its events carry is not believed, so they are still checked
-        self.crc_len = 4 if fde.checksum_alg == E.CHECKSUM_CRC32 or denied else 0
-        self.min_size = fde.header_len + self.crc_len
-        self.header_len = fde.header_len
-        if fde.checksum_alg != E.CHECKSUM_CRC32:
-            return None
-        return fde_crc_ok(buf, pos, end)
-
-    def _result(self) -> BinlogInfo:
-        fde = self.first_fde
-        checksum: str | None = None
-        if fde is not None and fde.checksum_alg is not None:
-            checksum = "CRC32" if fde.checksum_alg == E.CHECKSUM_CRC32 else "NONE"
-        prev = added = end = ""
-        last_gtid: str | None = None
-        if self.flavor == "mariadb":
-            p = self.mdb_prev or MariaDBGtidList()
-            b = MariaDBGtidListBuilder()
-            for (d, s), n in self.mdb_added.items():
-                b.add3(d, s, n)
-            a = b.freeze()
-            prev, added, end = str(p), str(a), str(p.union(a))
-        elif self.flavor == "mysql":
-            pm = self.mysql_prev or MySQLGtidSet()
-            am = self.mysql_added.freeze()
-            prev, added, end = str(pm), str(am), str(pm.union(am))
-        if self.flavor == "mariadb" and self.mdb_last_key is not None:
-            d, s = self.mdb_last_key
-            last_gtid = f"{d}-{s}-{self.mdb_added[self.mdb_last_key]}"
-        elif self.last_gtid is not None:
-            last_gtid = f"{self.last_gtid[0]}:{self.last_gtid[1]}"
-        index = self.index
-        index.flavor = self.flavor
-        # An encrypted file's closing event cannot be seen; one the server closed
-        # (in-use flag clear) that frames exactly to its end counts as complete.
-        if self.encrypted_at is not None:
-            complete = self.truncated_at is None and not self.in_use
-        else:
-            complete = self.truncated_at is None and self.last_type in (
-                E.ROTATE_EVENT,
-                E.STOP_EVENT,
-            )
-        return BinlogInfo(
-            name=self.name,
-            size=self.total,
-            sha256=self.sha.hexdigest(),
-            server_version=fde.server_version if fde else None,
-            binlog_version=fde.binlog_version if fde else None,
-            checksum=checksum,
-            server_id=self.server_id,
-            in_use=self.in_use,
-            complete=complete,
-            truncated_at=self.truncated_at,
-            crc_error_at=self.crc_error_at,
-            checksum_flag_error_at=self.checksum_flag_error_at,
-            event_count=self.event_count,
-            first_timestamp=self.first_ts,
-            last_timestamp=self.last_ts or None,
-            gtid_previous=prev,
-            gtid_added=added,
-            gtid_executed_end=end,
-            last_gtid=last_gtid,
-            gtid_flavor=self.flavor,
-            transactions=len(index),
-            index=index,
-            encrypted=self.encrypted_at is not None,
-            encrypted_at=self.encrypted_at,
-            unknown_event_types=tuple(sorted(self.unknown)),
-            rotate_to=self.rotate_to if self.last_type == E.ROTATE_EVENT else None,
-        )

@@ -315,7 +315,7 @@ def run_list(args: argparse.Namespace) -> int:
 def _list_archive(cfg: Any, args: argparse.Namespace) -> int:
     """The newest record of every backup in the archive at ``--from``, with its verification."""
     from shipper.catalog.archive import ArchiveCatalog, default_cache_dir
-    from shipper.cli.restore import open_source
+    from shipper.cli.restore_plan import open_source
 
     store = open_source(cfg, args.source)
     cat = ArchiveCatalog(

@@ -1,37 +1,24 @@
 """``s3://bucket/prefix`` backend (boto3; any S3-compatible endpoint).
 
-Writes never overwrite. Objects up to ``multipart_threshold`` go up in one
-``PutObject`` with ``If-None-Match: *`` and a ``ChecksumSHA256`` the service
-verifies before it stores anything. Larger objects stream through a multipart
-upload: each part carries its own SHA-256, at most ``max_concurrency`` parts
-are in memory at once (so memory is bounded whatever the object size), and the
-upload is completed with ``If-None-Match: *``. As in s3transfer, the abort is
-armed the moment the upload is created: any failure -- the source raising, a
-part rejected, the precondition -- aborts it, so no orphaned parts stay behind
-to be billed.
+The backend: its options, the client (rebuilt when the credentials on disk were
+rotated), the protocol methods, and ``_error``, the one place S3/botocore
+errors become the project's. ``put`` checks the metadata and hands the bytes to
+the write path in ``s3_upload.py`` (one PutObject, or a multipart upload with
+its abort armed; both compare the checksum S3 reports with ours). What S3's
+error codes and answers mean is read in ``s3_responses.py``.
 
-``put`` compares the checksum S3 reports (the object's SHA-256, or for a
-multipart upload the composite SHA-256 of the part checksums, "<b64>-N") with
-the one computed locally and raises ``IntegrityError`` when they differ.
 ``ObjectInfo.sha256`` is the whole object's SHA-256 when S3 keeps one (single
 PUT); a multipart object has only the composite, so it is ``None`` there, from
 ``put`` and ``stat`` alike. ``list`` does not fetch user metadata (S3 would
 need one HEAD per object); use ``stat`` for that.
-
-Memory: a single PUT holds at most ``multipart_threshold`` bytes (S3 needs the
-checksum before the body); a multipart upload at most
-``(max_concurrency + 1) * part_size``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
@@ -46,68 +33,24 @@ from shipper.errors import (
     StorageError,
 )
 from shipper.storage.base import Capabilities, ObjectInfo
+from shipper.storage.s3_responses import (
+    BAD_CREDENTIALS,
+    DENIED,
+    INTEGRITY,
+    NOT_FOUND,
+    PRECONDITION,
+    error_code,
+    error_message,
+    full_sha256_hex,
+    is_transient,
+    version,
+)
+from shipper.storage.s3_upload import check_metadata, put_multipart, put_single
 
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 MIN_PART = 5 * MiB  # S3's floor for every part but the last
-MAX_PARTS = 10_000
-METADATA_LIMIT = 2048  # S3 user metadata: bytes of keys + values
-
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
-_PRECONDITION = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
-_DENIED = {
-    "403",
-    "AccessDenied",
-    "Forbidden",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "AccountProblem",
-    "AllAccessDisabled",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-}
-# the credentials themselves were refused (not the action): after a rotation, new
-# credentials may be on disk already
-_BAD_CREDENTIALS = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "InvalidClientTokenId",
-}
-# (a module-level alias: inside S3Backend, "list" is the method)
-_Parts = list[dict[str, Any]]
-_INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
-# Asking again may succeed: throttling, server-side trouble, timeouts. (Any 5xx too.)
-_TRANSIENT = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "429",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalError",
-    "ServiceUnavailable",
-    "OperationAborted",
-}
-# botocore's names for "the request never got an answer" (connection refused/reset, timeouts)
-_TRANSIENT_SDK = {
-    "EndpointConnectionError",
-    "ConnectionClosedError",
-    "ConnectTimeoutError",
-    "ReadTimeoutError",
-    "ConnectionError",
-    "ProxyConnectionError",
-    "ResponseStreamingError",
-    "IncompleteReadError",
-    "ProtocolError",
-}
 
 
 class S3Backend:
@@ -255,13 +198,13 @@ class S3Backend:
         if_none_match: bool = True,
     ) -> ObjectInfo:
         name = self._name(key)
-        meta = _check_metadata(dict(metadata), self.url, key)
+        meta = check_metadata(dict(metadata), self.url, key)
         extra = self._write_args(meta)
         if if_none_match:
             extra["IfNoneMatch"] = "*"
         if size <= self.multipart_threshold:
-            return self._put_single(key, name, source, size, meta, extra)
-        return self._put_multipart(key, name, source, size, meta, extra)
+            return put_single(self, key, name, source, size, meta, extra)
+        return put_multipart(self, key, name, source, size, meta, extra)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         name = self._name(key)
@@ -275,7 +218,7 @@ class S3Backend:
         try:
             body = self.client.get_object(**args)["Body"]
         except Exception as e:
-            if _code(e) == "InvalidRange":  # offset at/after the end: nothing to read
+            if error_code(e) == "InvalidRange":  # offset at/after the end: nothing to read
                 return io.BytesIO(b"")
             raise self._error(e, key, "read") from e
         return body  # type: ignore[no-any-return]
@@ -291,8 +234,8 @@ class S3Backend:
             key=key,
             size=int(r["ContentLength"]),
             metadata=dict(r.get("Metadata", {})),
-            version=_version(r),
-            sha256=_full_sha256_hex(r),
+            version=version(r),
+            sha256=full_sha256_hex(r),
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -317,172 +260,7 @@ class S3Backend:
         except Exception as e:
             raise self._error(e, key, "delete") from e
 
-    # ------------------------------------------------------------------ uploads
-
-    def _put_single(
-        self,
-        key: str,
-        name: str,
-        source: BinaryIO,
-        size: int,
-        meta: dict[str, str],
-        extra: dict[str, Any],
-    ) -> ObjectInfo:
-        # Bounded by multipart_threshold: S3 must have the checksum before the body.
-        data = _read_full(source, size + 1)
-        if len(data) != size:
-            raise StorageError(f"{self.url}/{key}: declared size {size} but read {len(data)}+")
-        digest = hashlib.sha256(data).digest()
-        try:
-            r = self.client.put_object(
-                Bucket=self.bucket,
-                Key=name,
-                Body=data,
-                ContentLength=size,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(digest),
-                **extra,
-            )
-        except Exception as e:
-            raise self._error(e, key, "write") from e
-        _compare(self.url, key, "SHA-256", r.get("ChecksumSHA256"), _b64(digest))
-        return ObjectInfo(
-            key=key, size=size, metadata=meta, version=_version(r), sha256=digest.hex()
-        )
-
-    def _put_multipart(
-        self,
-        key: str,
-        name: str,
-        source: BinaryIO,
-        size: int,
-        meta: dict[str, str],
-        extra: dict[str, Any],
-    ) -> ObjectInfo:
-        part_size = max(self.part_size, -(-size // MAX_PARTS))
-        if_none_match = extra.pop("IfNoneMatch", None)
-        if if_none_match:
-            # Cheap early answer; the conditional complete below is the real guarantee.
-            try:
-                self.client.head_object(Bucket=self.bucket, Key=name)
-            except Exception as e:
-                if _code(e) not in _NOT_FOUND:
-                    raise self._error(e, key, "write") from e
-            else:
-                raise PreconditionFailed(f"{self.url}/{key} already exists")
-        try:
-            upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256", **extra
-            )["UploadId"]
-        except Exception as e:
-            raise self._error(e, key, "write") from e
-        # From here on every exit that is not a completed upload aborts it.
-        try:
-            parts, read = self._send_parts(key, name, upload_id, source, part_size, size)
-            if read != size:
-                raise StorageError(f"{self.url}/{key}: declared size {size} but read {read}")
-            complete: dict[str, Any] = {}
-            if if_none_match:
-                complete["IfNoneMatch"] = if_none_match
-            try:
-                r = self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    **complete,
-                )
-            except Exception as e:
-                raise self._error(e, key, "write") from e
-        except BaseException:
-            # SDK errors were mapped where they were raised; anything else came
-            # from the source (or is an interrupt) and propagates unchanged.
-            self._abort(key, name, upload_id)
-            raise
-        composite = hashlib.sha256(
-            b"".join(base64.b64decode(p["ChecksumSHA256"]) for p in parts)
-        ).digest()
-        reported = r.get("ChecksumSHA256")
-        if not reported:  # some services (moto) only report it on HEAD
-            try:
-                h = self.client.head_object(Bucket=self.bucket, Key=name, ChecksumMode="ENABLED")
-            except Exception as e:
-                raise self._error(e, key, "verify") from e
-            reported = h.get("ChecksumSHA256")
-            if int(h["ContentLength"]) != size:
-                raise IntegrityError(
-                    f"{self.url}/{key}: S3 reports {h['ContentLength']} bytes, sent {size}"
-                )
-        _compare(self.url, key, "composite SHA-256", reported, f"{_b64(composite)}-{len(parts)}")
-        return ObjectInfo(key=key, size=size, metadata=meta, version=_version(r), sha256=None)
-
-    def _send_parts(
-        self, key: str, name: str, upload_id: str, source: BinaryIO, part_size: int, size: int
-    ) -> tuple[_Parts, int]:
-        """Read ``source`` part by part and upload with at most max_concurrency in flight."""
-        done: dict[int, dict[str, Any]] = {}
-        pending: set[Future[dict[str, Any]]] = set()
-        read = 0
-        number = 0
-
-        def send(n: int, data: bytes) -> dict[str, Any]:
-            sha = _b64(hashlib.sha256(data).digest())
-            try:
-                r = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    PartNumber=n,
-                    Body=data,
-                    ContentLength=len(data),
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=sha,
-                )
-            except Exception as e:
-                raise self._error(e, key, f"write part {n} of") from e
-            _compare(self.url, key, f"part {n} SHA-256", r.get("ChecksumSHA256"), sha)
-            return {"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": sha}
-
-        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="s3-part") as pool:
-            try:
-                while True:
-                    data = _read_full(source, part_size)
-                    if not data and number > 0:
-                        break
-                    number += 1
-                    read += len(data)
-                    if read > size:  # stop sending early; the caller aborts
-                        raise StorageError(
-                            f"{self.url}/{key}: source is longer than its declared size {size}"
-                        )
-                    pending.add(pool.submit(send, number, data))
-                    del data
-                    if len(pending) >= self.max_concurrency:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in finished:
-                            p = f.result()
-                            done[p["PartNumber"]] = p
-                    if number >= MAX_PARTS:
-                        if _read_full(source, 1):
-                            raise StorageError(f"{self.url}: object exceeds {MAX_PARTS} parts")
-                        break
-                for f in pending:
-                    p = f.result()
-                    done[p["PartNumber"]] = p
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
-        return [done[n] for n in sorted(done)], read
-
-    def _abort(self, key: str, name: str, upload_id: str) -> None:
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
-        except Exception as e:  # the original failure matters more; say what is left over
-            log.warning(
-                "could not abort multipart upload",
-                extra={"url": f"{self.url}/{key}", "upload_id": upload_id, "error": str(e)},
-            )
+    # ------------------------------------------------------------------ writes
 
     def _write_args(self, meta: dict[str, str]) -> dict[str, Any]:
         args: dict[str, Any] = {"Metadata": meta, "ContentType": "application/octet-stream"}
@@ -506,31 +284,33 @@ class S3Backend:
     def _error(self, e: BaseException, key: str, action: str) -> Exception:
         """The one place S3/botocore errors become the project's errors."""
         where = f"{self.url}/{key}"
-        code = _code(e)
+        code = error_code(e)
         if code == "NoSuchBucket":
             return ObjectNotFound(f"bucket {self.bucket} does not exist ({self.endpoint_or_aws})")
-        if code in _NOT_FOUND:
+        if code in NOT_FOUND:
             if action in ("write", "list") or not self._bucket_exists():
                 return ObjectNotFound(
                     f"bucket {self.bucket} does not exist ({self.endpoint_or_aws})"
                 )
             return ObjectNotFound(f"{where} does not exist")
-        if code in _PRECONDITION:
+        if code in PRECONDITION:
             return PreconditionFailed(f"{where} already exists")
         # a HEAD's refusal has no body: a bare 403 may be bad credentials too
-        if code in _BAD_CREDENTIALS | {"403", "Forbidden"} and self._rotated():
+        if code in BAD_CREDENTIALS | {"403", "Forbidden"} and self._rotated():
             return StorageError(
                 f"{action} {where}: {code}: the credentials were rotated; retrying with "
                 "the new ones",
                 transient=True,
             )
-        if code in _DENIED:
+        if code in DENIED:
             return PermissionDenied(
-                f"{action} {where}: {code}: {_message(e)} "
+                f"{action} {where}: {code}: {error_message(e)} "
                 "(check the credentials and the bucket/IAM policy)"
             )
-        if code in _INTEGRITY:
-            return IntegrityError(f"{action} {where}: S3 rejected the data: {code}: {_message(e)}")
+        if code in INTEGRITY:
+            return IntegrityError(
+                f"{action} {where}: S3 rejected the data: {code}: {error_message(e)}"
+            )
         if isinstance(e, ShipperError):
             return e
         try:
@@ -541,8 +321,8 @@ class S3Backend:
             if isinstance(e, NoCredentialsError | PartialCredentialsError):
                 return PermissionDenied(f"{action} {where}: no AWS credentials found ({e})")
         return StorageError(
-            f"{action} {where} failed: {code or type(e).__name__}: {_message(e)}",
-            transient=_is_transient(e, code),
+            f"{action} {where} failed: {code or type(e).__name__}: {error_message(e)}",
+            transient=is_transient(e, code),
         )
 
     @property
@@ -553,98 +333,10 @@ class S3Backend:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as e:
-            return _code(e) not in _NOT_FOUND | {"NoSuchBucket"}
+            return error_code(e) not in NOT_FOUND | {"NoSuchBucket"}
         return True
 
 
 def _key_id(session: Any) -> str | None:
     creds = session.get_credentials()
     return None if creds is None else str(creds.access_key)
-
-
-def _is_transient(e: BaseException, code: str) -> bool:
-    if code in _TRANSIENT or (code.isdigit() and int(code) >= 500):
-        return True
-    response = getattr(e, "response", None)
-    if isinstance(response, dict):
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if isinstance(status, int) and (status >= 500 or status == 429):
-            return True
-    return any(c.__name__ in _TRANSIENT_SDK for c in type(e).__mro__)
-
-
-def _code(e: BaseException) -> str:
-    response = getattr(e, "response", None)
-    if isinstance(response, dict):
-        err = response.get("Error", {})
-        code = str(err.get("Code", ""))
-        if code:
-            return code
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return str(status or "")
-    return ""
-
-
-def _message(e: BaseException) -> str:
-    response = getattr(e, "response", None)
-    if isinstance(response, dict) and response.get("Error", {}).get("Message"):
-        return str(response["Error"]["Message"])
-    return str(e)
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
-def _version(r: Mapping[str, Any]) -> str:
-    """VersionId on a versioned bucket, else the ETag ("null" means unversioned)."""
-    vid = r.get("VersionId")
-    return str(vid if vid and vid != "null" else r.get("ETag", ""))
-
-
-def _full_sha256_hex(head: Mapping[str, Any]) -> str | None:
-    """Hex SHA-256 of the whole object from a HEAD, or None when S3's value is a
-    composite of part checksums (multipart: ChecksumType COMPOSITE, a "-N"
-    suffix, or -- on services that omit both -- a multipart ETag)."""
-    checksum = head.get("ChecksumSHA256")
-    if not checksum or "-" in checksum or head.get("ChecksumType") == "COMPOSITE":
-        return None
-    if "-" in str(head.get("ETag", "")):
-        return None
-    return base64.b64decode(checksum).hex()
-
-
-def _compare(url: str, key: str, what: str, reported: str | None, local: str) -> None:
-    """Raise IntegrityError when S3 reports a checksum other than ours.
-
-    Some S3-compatible services report none; then there is nothing to compare
-    (S3 itself verified the value we sent before it stored the bytes).
-    """
-    if not reported:
-        return
-    if reported.split("-")[0] != local.split("-")[0]:
-        raise IntegrityError(f"{url}/{key}: {what} reported by S3 {reported} != local {local}")
-
-
-def _read_full(source: BinaryIO, n: int) -> bytes:
-    """Read exactly n bytes unless the stream ends first (pipes return short reads)."""
-    chunks: list[bytes] = []
-    left = n
-    while left > 0:
-        b = source.read(left)
-        if not b:
-            break
-        chunks.append(b)
-        left -= len(b)
-    return b"".join(chunks)
-
-
-def _check_metadata(meta: dict[str, str], url: str, key: str) -> dict[str, str]:
-    total = 0
-    for k, v in meta.items():
-        if not (k.isascii() and str(v).isascii()):
-            raise StorageError(f"{url}/{key}: S3 metadata must be ASCII ({k}={v!r})")
-        total += len(k) + len(str(v))
-    if total > METADATA_LIMIT:
-        raise StorageError(f"{url}/{key}: metadata is {total} bytes, S3 allows {METADATA_LIMIT}")
-    return {k.lower(): str(v) for k, v in meta.items()}
