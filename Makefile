@@ -35,11 +35,13 @@ system-deps:
 	    --no-install-recommends $$pkgs >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+# constraints.txt: the dependency versions the suite last passed with (pyproject.toml
+# keeps the ranges); a new upstream release then cannot break the build unseen
+$(STAMP): pyproject.toml constraints.txt
 	@echo ">> creating $(VENV) and installing binlog-shipper with its test dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[aws,gcp,functions,test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[aws,gcp,functions,test]'
 	@touch $@
 
 venv: $(STAMP)

@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CONSTRAINTS = ROOT / "constraints.txt"
 ZIP_LIMIT = 50 * 1000 * 1000
 UNZIPPED_LIMIT = 250 * 1000 * 1000
 #: the Lambda runtime's own (and only the runtime may upgrade them)
@@ -108,6 +109,8 @@ def _pip_install(reqs: list[str], target: Path, python_version: str, platform: s
         "--implementation",
         "cp",
         "--only-binary=:all:",
+        # the versions the tests ran with (constraints.txt), so a rebuild is the same
+        *(["--constraint", str(CONSTRAINTS)] if CONSTRAINTS.is_file() else []),
         *reqs,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
