@@ -32,13 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_parallel import CREDS, config, moto_server, write_binlogs
+from bench_parallel import CREDS, config, moto_server, run_once, write_binlogs
 
 from shipper.config import default_workers
 from shipper.keys.local import LocalKeyring
@@ -90,18 +89,10 @@ def ship_all(cfg: Path, names: list[str]) -> tuple[float, int]:
     import sqlite3
 
     spent, passes = 0.0, 0
-    err = cfg.with_name("stderr.log")
     while True:
         passes += 1
-        t = time.perf_counter()
-        with err.open("ab") as errf:
-            code = subprocess.call(
-                [sys.executable, "-m", "shipper", "run", "--once", "--config", str(cfg)],
-                stdout=subprocess.DEVNULL,
-                stderr=errf,
-                env={**os.environ, **CREDS},
-            )
-        spent += time.perf_counter() - t
+        code, wall, _cpu, _rss = run_once(cfg)
+        spent += wall
         db = sqlite3.connect(cfg.parent / "manifest.sqlite")
         try:
             done = {n for (n,) in db.execute("SELECT name FROM binlogs WHERE state = 'committed'")}
@@ -110,7 +101,7 @@ def ship_all(cfg: Path, names: list[str]) -> tuple[float, int]:
         if set(names) <= done:
             return spent, passes
         if passes >= 10:
-            sys.stderr.write(err.read_text()[-4000:])
+            sys.stderr.write(cfg.with_name("stderr.log").read_text()[-4000:])
             raise SystemExit(f"not every binlog committed after {passes} passes (exit {code})")
 
 

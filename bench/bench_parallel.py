@@ -133,11 +133,11 @@ path = "{keyring}"
     return path
 
 
-def ship(cfg: Path) -> tuple[float, float, float]:
-    """Run one ``run --once`` process: (wall s, CPU s, peak RSS MiB)."""
+def run_once(cfg: Path) -> tuple[int, float, float, float]:
+    """Run one ``run --once`` process: (exit code, wall s, CPU s, peak RSS MiB). Its
+    stderr (JSON event lines) is appended to ``stderr.log`` beside the config."""
     t = time.perf_counter()
-    err = cfg.with_name("stderr.log")  # its JSON event lines; shown only if it fails
-    with err.open("wb") as errf:
+    with cfg.with_name("stderr.log").open("ab") as errf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shipper", "run", "--once", "--config", str(cfg)],
             stdout=subprocess.DEVNULL,
@@ -147,10 +147,16 @@ def ship(cfg: Path) -> tuple[float, float, float]:
         _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     code = os.waitstatus_to_exitcode(status)
+    return code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def ship(cfg: Path) -> tuple[float, float, float]:
+    """``run --once`` that must succeed: (wall s, CPU s, peak RSS MiB)."""
+    code, wall, cpu, rss = run_once(cfg)
     if code != 0:
-        sys.stderr.write(err.read_text()[-4000:])
+        sys.stderr.write(cfg.with_name("stderr.log").read_text()[-4000:])
         raise SystemExit(f"run --once exited {code} for {cfg}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return wall, cpu, rss
 
 
 def shipping_seconds(state: Path) -> float:
