@@ -283,6 +283,14 @@ def throughput(base: Path, n: int, mb: float, rounds: int, breakdown_too: bool) 
             f"{total / one / 1e6:.1f} MB/s, 2 workers {total / two / 1e6:.1f} MB/s; "
             f"ratio 2/1 = {one / two:.2f} (target >= 1.6)"
         )
+        # on a shared machine other jobs only ever slow a run down: the best round of
+        # each is the closest to what the code does alone
+        for what, runs in (("process wall", walls), ("the pass alone", passes)):
+            one, two = min(runs[1]), min(runs[2])
+            print(
+                f"best of {rounds}, {what}: 1 worker {total / one / 1e6:.1f} MB/s, 2 workers "
+                f"{total / two / 1e6:.1f} MB/s; ratio 2/1 = {one / two:.2f} (target >= 1.6)"
+            )
     finally:
         server.stop()
 
