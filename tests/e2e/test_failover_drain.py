@@ -336,6 +336,10 @@ def test_the_backlog_drains_once_whoever_drains_it(
         if order == "lambda_first":
             caplog.clear()
             f.lam.poll()
+            # the failed-over envelopes on GCS stay what the function found them: verified
+            assert {k: _copies(f, k)["gcp"].state for k in moved} == dict.fromkeys(
+                moved, "verified"
+            )
             equivalent = [r for r in caplog.records if r.getMessage().startswith("equivalent:")]
             assert len(equivalent) == len(moved)
         answers = f.eventarc.redeliver()
