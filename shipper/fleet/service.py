@@ -8,13 +8,23 @@ the :class:`Result` into metrics; everything else is here, shared.
 
 Outcomes, and what they leave behind:
 
-* verified (and replicated): both copies ``verified`` in the catalog.
-* already: the catalog says both copies verified (a redelivered event): nothing
-  is read or written again.
+* replicated: both copies ``verified`` in the catalog (copied now, or the same
+  bytes were already at the replica key).
+* equivalent: the replica key already held another envelope of the same
+  plaintext (the host drained its failover backlog there itself): it verified in
+  full, so it is recorded ``verified`` with its own version and checksum, and
+  counted like an identical copy (``verified`` only). No conflict, no alert.
+* already: the catalog says the source copy verified and the replica copy is
+  settled (``verified``, or a terminal ``lineage_conflict`` / ``integrity_failed``;
+  a redelivered event): nothing is read or written again.
 * integrity_failed: the object is tampered, truncated, not what its metadata
   says, or a binlog event's CRC32 fails. The source copy is recorded
   ``integrity_failed`` (terminal) and the object is never replicated.
-* lineage_conflict: the replica key holds different bytes. Recorded on the
+* replica_integrity_failed: the source verified, but the replica key holds an
+  object that claims the same plaintext and does not verify. The replica copy
+  is recorded ``integrity_failed`` (terminal), alerted like any integrity
+  failure (``integrity_failed`` metric + error log), never overwritten.
+* lineage_conflict: the replica key holds another plaintext. Recorded on the
   replica copy, alerted (metric + error log), never overwritten.
 * missing: the object was deleted before its event arrived; nothing recorded.
 * outside_layout: a key the archive layout does not name; nothing read.
@@ -41,7 +51,7 @@ from shipper.catalog.dynamodb_items import (
     item_for_key,
 )
 from shipper.errors import BinlogFormatError, IntegrityError, ObjectNotFound, ShipperError
-from shipper.fleet.replicate import CONFLICT, COPIED, replicate
+from shipper.fleet import replicate as rep
 from shipper.fleet.verify import Verified, verify
 from shipper.keys import KeyProvider
 from shipper.storage import StorageBackend
@@ -55,6 +65,23 @@ class ReplicationFailed(ShipperError):
 
 
 METRICS = ("verified", "replicated", "integrity_failed", "lineage_conflicts", "bytes", "seconds")
+
+#: replicate()'s outcome -> (the replica copy's catalog state, Result.status, the metric
+#: it counts towards, the error log's alarm word). "identical" and "equivalent" count
+#: nothing beyond the source's "verified": nothing was copied, nothing is wrong.
+_OUTCOMES: dict[str, tuple[str, str, str, str]] = {
+    rep.COPIED: (VERIFIED, "replicated", "replicated", ""),
+    rep.IDENTICAL: (VERIFIED, "replicated", "", ""),
+    rep.EQUIVALENT: (VERIFIED, "equivalent", "", ""),
+    rep.INTEGRITY_FAILED: (
+        INTEGRITY_FAILED,
+        "replica_integrity_failed",
+        "integrity_failed",
+        "INTEGRITY FAILED (replica)",
+    ),
+    rep.CONFLICT: (LINEAGE_CONFLICT, "lineage_conflict", "lineage_conflicts", "LINEAGE CONFLICT"),
+}
+_DETAILS = {rep.COPIED: "copied", rep.IDENTICAL: "already there, identical"}
 
 
 @dataclass(frozen=True)
@@ -134,53 +161,49 @@ class VerifyReplicate:
             return False
         if self.replica is None:
             return True
-        rep = copies.get(self.replica.cloud)
-        return rep is not None and rep.state in (VERIFIED, LINEAGE_CONFLICT)
+        copy = copies.get(self.replica.cloud)
+        # integrity_failed and lineage_conflict are terminal: reading both objects again
+        # could not change them
+        return copy is not None and copy.state in (VERIFIED, LINEAGE_CONFLICT, INTEGRITY_FAILED)
 
     def _replicate(self, res: Result, v: Verified) -> None:
         assert self.replica is not None
         try:
-            r = replicate(self.source.backend, self.replica.backend, v)
+            r = rep.replicate(self.source.backend, self.replica.backend, v, self.providers)
         except ShipperError as e:
             raise ReplicationFailed(
                 f"copying {v.key} to {self.replica.backend.url} failed: {e}"
             ) from e
-        if r.outcome == CONFLICT:
+        state, res.status, counter, alarm = _OUTCOMES[r.outcome]
+        if alarm:
             log.error(
-                "LINEAGE CONFLICT: %s; recorded, not overwritten",
+                "%s: %s; recorded, not overwritten",
+                alarm,
                 r.detail,
                 extra={"tenant": res.tenant, "server": res.server, "key": v.key},
             )
-            copy = CopyState(
-                cloud=self.replica.cloud,
-                bucket=self.replica.bucket,
-                key=v.key,
-                state=LINEAGE_CONFLICT,
-                at=self.clock(),
-                by=self.by,
-                version=r.info.version,
-                checksum=r.checksum,
-                detail=r.detail,
+            res.detail = r.detail
+        elif r.outcome == rep.EQUIVALENT:
+            # worth a line: it names the two envelopes (and versions) now both recorded
+            log.info(
+                "equivalent: %s; recorded verified",
+                r.detail,
+                extra={"tenant": res.tenant, "server": res.server, "key": v.key},
             )
-            self.catalog.record_copy(v.key, copy)
-            res.counts["lineage_conflicts"] = 1
-            res.status = "lineage_conflict"
-            return
-        rep = CopyState(
+        copy = CopyState(
             cloud=self.replica.cloud,
             bucket=self.replica.bucket,
             key=v.key,
-            state=VERIFIED,
+            state=state,
             at=self.clock(),
             by=self.by,
             version=r.info.version,
             checksum=r.checksum,
-            detail="copied" if r.outcome == COPIED else "already there, identical",
+            detail=r.detail or _DETAILS.get(r.outcome, ""),
         )
-        self.catalog.record_copy(v.key, rep)
-        if r.outcome == COPIED:
-            res.counts["replicated"] = 1
-        res.status = "replicated"
+        self.catalog.record_copy(v.key, copy)
+        if counter:
+            res.counts[counter] = 1
 
     def _describe(self, v: Verified) -> bool:
         """The item's description: binlogs from their authenticated header and scan,
@@ -206,7 +229,6 @@ class VerifyReplicate:
         return True
 
     def _copy(self, store: Store, v: Verified) -> CopyState:
-        checksum = f"sha256:{v.stat.sha256}" if v.stat.sha256 else f"crc32c:{v.stored_crc32c}"
         return CopyState(
             cloud=store.cloud,
             bucket=store.bucket,
@@ -215,7 +237,7 @@ class VerifyReplicate:
             at=self.clock(),
             by=self.by,
             version=v.stat.version,
-            checksum=checksum,
+            checksum=v.checksum,
         )
 
     def _failed(self, res: Result, key: str, why: str, started: float) -> Result:

@@ -62,6 +62,12 @@ class Verified:
     def size(self) -> int:
         return self.stat.size
 
+    @property
+    def checksum(self) -> str:
+        """What the catalog records for this copy: the service's SHA-256 of the stored
+        bytes when it keeps one (S3 single-part), else their CRC32C (what GCS keeps)."""
+        return f"sha256:{self.stat.sha256}" if self.stat.sha256 else f"crc32c:{self.stored_crc32c}"
+
 
 class StoredHash:
     """Wraps a stored object's stream: counts and hashes every byte read from it."""

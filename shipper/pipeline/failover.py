@@ -12,9 +12,12 @@ otherwise), verified there like any upload, and committed: nothing is
 committed that was not verified in at least one cloud. The target whose
 circuit is open gets a ``pending`` placement ("needs replication back"), and
 ``pipeline/backfill.py`` drains that backlog to it once its circuit lets calls
-through again (a replication function on the secondary's side that copied the
-object back first is fine: the host then finds it there, verifies it and
-records it, uploading nothing).
+through again. The secondary's replication function, where one is deployed,
+copies the same objects back too, and either may come first: if the function
+did, the host finds the object there, verifies it and records it, uploading
+nothing; if the host did (a re-seal: another envelope of the same binlog), the
+function finds it, verifies it in full and records it ``equivalent``
+(``shipper/fleet/replicate.py``). Neither order is a lineage conflict.
 
 A target that failed for another reason (access denied, a missing bucket)
 does not fail over: its circuit stays closed, and the binlog waits, reported.

@@ -11,11 +11,14 @@ share of requests (``rate``), answers with a fault instead:
 * ``stall``: the request is forwarded, then nothing is answered for ``stall``
   seconds (past the client's read timeout), then the connection closes.
 
-``down = True`` answers every request with 503 (a region down); ``hang = True``
+``down = True`` answers every request with 503 (a region down; with ``down_only``,
+only the requests whose path holds it: one bucket down while the same emulator's
+other services answer); ``hang = True``
 accepts connections and never answers (a partition that is not an HTTP error).
 :meth:`fail_after` makes an ordering deterministic: requests for one object
 wait until a request for another has been answered, then get 503.
-Counters per fault kind say what was injected. Everything is on 127.0.0.1.
+Counters per fault kind say what was injected, and ``answers`` what every request
+was answered. Everything is on 127.0.0.1.
 
 ``authorize`` makes it an authenticating front end for an emulator that checks
 no credentials (fake-gcs-server): it is given each request's ``Authorization``
@@ -67,6 +70,8 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.rate, self.flavor, self.stall, self.kinds = rate, flavor, stall, kinds
         self.down = False
+        #: with ``down``: refuse only the requests whose path holds this
+        self.down_only: str | None = None
         self.authorize = authorize
         self.rewrite_links = rewrite_links
         #: "METHOD path: why" of every request refused by ``authorize``, in order
@@ -78,6 +83,8 @@ class FaultProxy:
         self.requests = 0
         #: "METHOD path fault" of every request, in order
         self.log: list[str] = []
+        #: (method, path, HTTP status) of every request answered, in order
+        self.answers: list[tuple[str, str, int]] = []
         #: (path part, event): requests whose path holds the part wait for the event,
         #: then get 503 (fail_after)
         self._rules: list[tuple[str, threading.Event]] = []
@@ -131,7 +138,7 @@ class FaultProxy:
     def _pick(self, h: BaseHTTPRequestHandler) -> str | None:
         with self.lock:
             self.requests += 1
-            if self.down:
+            if self.down and (self.down_only is None or self.down_only in h.path):
                 kind: str | None = "503"
             elif self.rng.random() < self.rate:
                 kind = self.rng.choice(self.kinds)
@@ -190,6 +197,7 @@ class FaultProxy:
         if h.command != "HEAD":
             h.wfile.write(data)
         h.wfile.flush()
+        self._answered(h, status)
         for what, done in self._signals:
             method, _, part = what.partition(" ")
             if h.command == method and part in h.path:
@@ -207,6 +215,10 @@ class FaultProxy:
             return r.status, r.getheaders(), r.read()
         finally:
             conn.close()
+
+    def _answered(self, h: BaseHTTPRequestHandler, status: int) -> None:
+        with self.lock:
+            self.answers.append((h.command, h.path, status))
 
     def _refuse(self, h: BaseHTTPRequestHandler, why: str) -> None:
         with self.lock:
@@ -226,6 +238,7 @@ class FaultProxy:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(data)
+        self._answered(h, 401)
 
     def _throttle(self, h: BaseHTTPRequestHandler, status: int) -> None:
         if self.flavor == "s3":
@@ -246,6 +259,7 @@ class FaultProxy:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(data)
+        self._answered(h, status)
 
 
 class _Server(ThreadingHTTPServer):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functions.aws.conftest import Fleet, IamMoto, emf, totals
+from tests.functions.aws.conftest import FIXTURES, Fleet, IamMoto, archive_binlog, emf, totals
 from tests.services.cloud import FakeGcs, Moto
 
 
@@ -176,6 +176,92 @@ def test_different_object_at_the_replica_key_is_a_lineage_conflict(
     assert fleet.replica.stat(key).version == generation
     assert totals(emf(capsys.readouterr().out))["lineage_conflicts"] == 1
     assert "LINEAGE CONFLICT" in caplog.text
+
+
+def test_another_envelope_of_the_same_binlog_at_the_replica_key_is_equivalent(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """GCS already holds the same binlog (and index) sealed again (new data key, nonces):
+    the host wrote it there while its S3 circuit was open and failed over. The Lambda
+    verifies it in full and records it as the GCS copy: no conflict, nothing copied."""
+    from shipper.fleet.verify import verify
+
+    key = fleet.archive("kingbus__mysql_bin.000011", name="mysql-bin.000011")
+    ikey = key.replace(".zst.enc", ".idx.zst.enc")
+    reseal = fleet.tmp / "reseal"
+    reseal.mkdir()
+    assert (
+        archive_binlog(
+            fleet.replica,
+            [fleet.provider],
+            FIXTURES / "kingbus__mysql_bin.000011",
+            reseal,
+            "mysql-bin.000011",
+            7,
+            "acme",
+        )
+        == key
+    )
+    theirs = {k: fleet.replica.stat(k) for k in (key, ikey)}
+    for k in (key, ikey):
+        assert fleet.replica.open(k).read() != fleet.source.open(k).read()
+    capsys.readouterr()
+    fleet.poller.poll()
+    assert all(not r["batchItemFailures"] for r in fleet.poller.responses)
+
+    item = fleet.item(key)
+    for copies, k in ((item.copies, key), (item.index_copies, ikey)):
+        assert copies["aws"].state == "verified"
+        gcp = copies["gcp"]
+        assert gcp.state == "verified" and gcp.by == "lambda:test"
+        assert gcp.version == theirs[k].version  # the object that was there, not a copy
+        assert gcp.checksum == verify(fleet.replica, k, [fleet.provider]).checksum
+        assert gcp.checksum.startswith("crc32c:")  # GCS's own checksum of its bytes
+        assert "another envelope of the same plaintext" in gcp.detail
+        assert fleet.replica.stat(k).version == theirs[k].version  # untouched
+    assert item.state == "committed"
+    t = totals(emf(capsys.readouterr().out))
+    assert t["verified"] == 2
+    assert t["replicated"] == 0 and t["lineage_conflicts"] == 0 and t["integrity_failed"] == 0
+    assert "LINEAGE CONFLICT" not in caplog.text and "INTEGRITY FAILED" not in caplog.text
+
+
+def test_a_replica_object_that_claims_the_binlog_but_does_not_verify(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """GCS holds an envelope whose metadata claims our binlog but whose last chunk was
+    altered: the replica copy is an integrity failure (alerted), never overwritten, and a
+    redelivery does not count it again."""
+    import io
+
+    key = fleet.archive("kingbus__mysql_bin.000011", name="mysql-bin.000011")
+    bad = bytearray(fleet.source.open(key).read())
+    bad[-20] ^= 0x01
+    meta = dict(fleet.source.stat(key).metadata)
+    fleet.replica.put(key, io.BytesIO(bytes(bad)), size=len(bad), metadata=meta)
+    generation = fleet.replica.stat(key).version
+    capsys.readouterr()
+    fleet.poller.poll()
+    assert fleet.dlq_depth() == 0  # an outcome, not a retry
+
+    item = fleet.item(key)
+    assert item.copies["aws"].state == "verified"
+    gcp = item.copies["gcp"]
+    assert gcp.state == "integrity_failed" and gcp.version == generation
+    assert "does not verify" in gcp.detail and f"gs://{fleet.gcs_bucket}/{key}" in gcp.detail
+    assert fleet.replica.open(key).read() == bytes(bad)
+    assert fleet.replica.stat(key).version == generation
+    t = totals(emf(capsys.readouterr().out))
+    assert t["integrity_failed"] == 1 and t["lineage_conflicts"] == 0
+    assert "INTEGRITY FAILED (replica)" in caplog.text
+
+    sqs = fleet.moto.client("sqs")
+    for body in [b for b in fleet.poller.bodies if "ObjectCreated" in b and ".idx." not in b]:
+        sqs.send_message(QueueUrl=fleet.poller.queue_url, MessageBody=body)
+    fleet.poller.poll()
+    t = totals(emf(capsys.readouterr().out))
+    assert t["integrity_failed"] == 0 and t["verified"] == 0  # settled: nothing read again
+    assert fleet.item(key).copies["gcp"].state == "integrity_failed"
 
 
 def test_backup_record_and_data_are_verified_replicated_and_catalogued(fleet: Fleet) -> None:

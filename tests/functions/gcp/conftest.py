@@ -180,6 +180,10 @@ def function_env(
             "STORAGE_EMULATOR_HOST": gcs.endpoint_url,
             "K_SERVICE": "test-verify-replicate",
             "PYTHONUNBUFFERED": "1",
+            # this checkout's shipper package, as `make functions` ships it beside main.py:
+            # the server runs in a temp dir, where `import shipper` would otherwise find
+            # whatever checkout the venv's editable install points at
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         }
     )
     return env

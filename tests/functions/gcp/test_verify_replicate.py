@@ -171,6 +171,74 @@ def test_different_object_at_the_replica_key_is_a_lineage_conflict(gcp_fleet: Gc
     assert line["severity"] == "ERROR"
 
 
+def test_another_envelope_of_the_same_binlog_at_the_s3_key_is_equivalent(
+    gcp_fleet: GcpFleet,
+) -> None:
+    """S3 already holds the same binlog and index sealed again (new data key and nonces):
+    the host drained its failover backlog there before this event was redelivered. The
+    function verifies it in full and records it as the S3 copy; no conflict line, nothing
+    copied, nothing alerted."""
+    from shipper.fleet.verify import verify
+    from tests.functions.aws.conftest import archive_binlog
+    from tests.functions.gcp.conftest import FIXTURES
+
+    f = gcp_fleet
+    key = f.archive("kingbus__mysql_bin.000011", name="mysql-bin.000011")
+    ikey = key.replace(".zst.enc", INDEX)
+    work = f.tmp / "host-reseal"
+    work.mkdir()
+    fixture = FIXTURES / "kingbus__mysql_bin.000011"
+    assert (
+        archive_binlog(f.replica, [f.provider], fixture, work, "mysql-bin.000011", 7, "acme") == key
+    )
+    theirs = {k: f.replica.stat(k) for k in (key, ikey)}
+    for k in (key, ikey):
+        assert f.replica.open(k).read() != f.source.open(k).read()
+        a = f.deliver(k)
+        assert a.status == 200, a.body
+
+    item = f.item(key)
+    for copies, k in ((item.copies, key), (item.index_copies, ikey)):
+        assert copies["gcp"].state == "verified"
+        aws = copies["aws"]
+        assert aws.state == "verified" and aws.version == theirs[k].version
+        assert aws.checksum == verify(f.replica, k, [f.provider]).checksum
+        assert f.replica.stat(k).version == theirs[k].version  # untouched
+    lines = f.fn.new_lines()
+    assert metric_events(lines) == [("verified", "acme", "7")] * 2
+    assert [x["status"] for x in lines if "event" not in x and "status" in x] == ["equivalent"] * 2
+    assert not [x for x in lines if "CONFLICT" in x["message"] or x["severity"] == "ERROR"]
+
+
+def test_an_s3_object_that_claims_the_binlog_but_does_not_verify(gcp_fleet: GcpFleet) -> None:
+    """S3 holds an envelope with our metadata whose last chunk was altered: an integrity
+    failure of the S3 copy (the integrity_failed metric and its alert), never
+    overwritten, settled for later redeliveries."""
+    f = gcp_fleet
+    key = f.archive("kingbus__mysql_bin.000011", name="mysql-bin.000011")
+    bad = bytearray(f.source.open(key).read())
+    bad[-20] ^= 0x01
+    f.replica.put(key, io.BytesIO(bytes(bad)), size=len(bad), metadata=f.source.stat(key).metadata)
+    version = f.replica.stat(key).version
+    a = f.deliver(key)
+    assert a.status == 200, a.body  # an outcome: the object is evidence, not a retry
+    item = f.item(key)
+    assert item.copies["gcp"].state == "verified"
+    assert item.copies["aws"].state == "integrity_failed", item.copies["aws"].detail
+    assert f.replica.open(key).read() == bytes(bad) and f.replica.stat(key).version == version
+    lines = f.fn.new_lines()
+    assert sorted(metric_events(lines)) == [
+        ("integrity_failed", "acme", "7"),
+        ("verified", "acme", "7"),
+    ]
+    (line,) = [x for x in lines if x.get("event") == "integrity_failed"]
+    assert line["severity"] == "ERROR" and line["status"] == "replica_integrity_failed"
+    assert f"s3://{f.s3_bucket}/{key}" in line["message"] and "does not verify" in line["message"]
+
+    assert f.deliver(key).status == 200  # redelivered: settled, not counted again
+    assert metric_events(f.fn.new_lines()) == []
+
+
 def test_the_legacy_background_event_is_converted_and_read(gcp_fleet: GcpFleet) -> None:
     """functions-framework turns a legacy ``google.storage.object.finalize`` POST into the
     CloudEvent: the function reads its bucket (here, not the archive's: refused by name)."""
