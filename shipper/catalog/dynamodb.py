@@ -26,7 +26,6 @@ from urllib.parse import urlparse
 
 from shipper.catalog import dynamodb_sdk as sdk
 from shipper.catalog.dynamodb_items import (
-    CLOUDS,
     US,
     BinlogEntry,
     CopyState,
@@ -37,43 +36,13 @@ from shipper.catalog.dynamodb_items import (
     registry_item,
     sort_binlogs,
 )
+from shipper.catalog.dynamodb_reads import FULL_PROJECTION, PROJECTION, decode
 from shipper.errors import ConfigError
 from shipper.restore.model import ArchivedBinlog, BackupInfo
 
 log = logging.getLogger(__name__)
 
 OPTIONS = {"client", "region", "endpoint_url", "cloud"}
-#: What a binlog read needs (the plan's inputs, every copy's state): a third of an item's
-#: attributes, so a 10,000-binlog server is fewer and smaller Query pages to parse.
-_BINLOG_ATTRS = [
-    "sk",
-    "kind",
-    "server_id",
-    "binlog_name",
-    "first_event_us",
-    "last_event_us",
-    "gtid_previous",
-    "gtid_set",
-    "object_key",
-    "index_key",
-    "plaintext_size",
-    "plaintext_sha256",
-    "file_status",
-    "server_uuid",
-    "host_state",
-]
-_COPY_STATES = [f"{slot}_{c}" for slot in ("copy", "index_copy") for c in CLOUDS]
-_PROJECTION: dict[str, Any] = {
-    "ProjectionExpression": ", ".join(
-        [f"#p{i}" for i in range(len(_BINLOG_ATTRS))]
-        + [f"#c{i}.#st" for i in range(len(_COPY_STATES))]
-    ),
-    "ExpressionAttributeNames": {
-        **{f"#p{i}": a for i, a in enumerate(_BINLOG_ATTRS)},
-        **{f"#c{i}": a for i, a in enumerate(_COPY_STATES)},
-        "#st": "state",
-    },
-}
 
 
 class Outcome(enum.Enum):
@@ -153,23 +122,51 @@ class DynamoCatalog:
         pk = partition(tenant, server_id)
         self._confirmed.clear()  # a new answer: only what it sees is confirmed
         if since is None and until is None:
-            raw = self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
-                ExpressionAttributeValues={":pk": pk, ":b": "B#"},
-                **_PROJECTION,
-            )
+            raw = [
+                r
+                for page in self._pages(
+                    KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+                    ExpressionAttributeValues={":pk": pk, ":b": "B#"},
+                    **PROJECTION,
+                )
+                for r in page
+            ]
         else:
             raw = self._range(pk, since, until)
-        out = []
-        for attrs in raw:
-            if "plaintext_sha256" not in attrs:
-                continue  # only a copy recorded so far (its index's event came first)
-            item = Item.from_attrs(attrs)
-            self._remember(item)
-            out.append(item.to_binlog(self.cloud))
-        return sort_binlogs(out, since, until)
+        return sort_binlogs(self._decode(pk, raw), since, until)
 
-    def _range(self, pk: str, since: int | None, until: int | None) -> Iterator[dict[str, Any]]:
+    def _decode(self, pk: str, raw: list[dict[str, Any]]) -> list[ArchivedBinlog]:
+        """The binlogs among ``raw`` (items as :data:`PROJECTION` returns them), in order.
+
+        An item without ``plan_inputs`` (described by an earlier release, or only a copy
+        recorded so far) is read again with its attributes: one Query over the keys
+        from the first such item to the last.
+        """
+        out: list[ArchivedBinlog | None] = []
+        again: dict[str, int] = {}
+        for r in raw:
+            got = decode(r, self.cloud)
+            if got is None:
+                again[r["sk"]["S"]] = len(out)
+                out.append(None)
+                continue
+            self._confirmed.update(got.confirmed)
+            out.append(got.binlog)
+        if again:
+            for attrs in self._query(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={":pk": pk, ":lo": min(again), ":hi": max(again)},
+                **FULL_PROJECTION,
+            ):
+                at = again.get(str(attrs["sk"]))
+                if at is None or "plaintext_sha256" not in attrs:
+                    continue  # read already, or only a copy so far (its index's event came first)
+                item = Item.from_attrs(attrs)
+                self._remember(item)
+                out[at] = item.to_binlog(self.cloud)
+        return [b for b in out if b is not None]
+
+    def _range(self, pk: str, since: int | None, until: int | None) -> list[dict[str, Any]]:
         """Newest first on ``by_first_event``, stopping after the first item wholly
         before ``since`` (binlogs of one server do not overlap in time)."""
         cond = "pk = :pk"
@@ -177,18 +174,23 @@ class DynamoCatalog:
         if until is not None:
             cond += " AND first_event_us <= :u"
             values[":u"] = until * US
-        for attrs in self._query(
+        out = []
+        for page in self._pages(
             IndexName="by_first_event",
             KeyConditionExpression=cond,
             ExpressionAttributeValues=values,
             ScanIndexForward=False,
-            **_PROJECTION,
+            **PROJECTION,
         ):
-            if not str(attrs.get("sk", "")).startswith("B#"):
-                continue
-            yield attrs
-            if since is not None and int(attrs.get("last_event_us", 0)) < since * US:
-                return
+            for raw in page:
+                if not raw["sk"]["S"].startswith("B#"):
+                    continue
+                out.append(raw)
+                got = decode(raw, self.cloud)
+                # (an item read again later cannot tell where it ends: go on past it)
+                if since is not None and got is not None and (got.binlog.last_ts or 0) < since:
+                    return out
+        return out
 
     def backups(self, tenant: str, server_id: int) -> list[BackupInfo]:
         out = []
@@ -210,7 +212,6 @@ class DynamoCatalog:
     def item(self, key: str) -> Item | None:
         """The item the object at ``key`` belongs to (GetItem), or None."""
         ref = item_for_key(key)
-        self.requests += 1
         r = self._call(
             "get_item",
             TableName=self.table,
@@ -341,7 +342,6 @@ class DynamoCatalog:
     def _register(self, ref: ItemRef) -> None:
         """The server's entry in the tenant's registry (what :meth:`servers` reads)."""
         pk, sk = registry_item(ref.tenant, ref.server_id)
-        self.requests += 1
         with contextlib.suppress(_ConditionFailed):
             self._call(
                 "put_item",
@@ -358,7 +358,6 @@ class DynamoCatalog:
 
     def _update(self, ref: ItemRef, **kw: Any) -> dict[str, Any]:
         kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
-        self.requests += 1
         r = self._call(
             "update_item",
             TableName=self.table,
@@ -368,18 +367,22 @@ class DynamoCatalog:
         )
         return self._load(r.get("Attributes", {}))
 
-    def _query(self, **kw: Any) -> Iterator[dict[str, Any]]:
+    def _pages(self, **kw: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a Query, as DynamoDB sends the items (``{"S": ...}`` values)."""
         kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
         start: dict[str, Any] | None = None
         while True:
             page_kw = dict(kw, ExclusiveStartKey=start) if start else kw
-            self.requests += 1
             r = self._call("query", TableName=self.table, **page_kw)
-            for raw in r.get("Items", []):
-                yield self._load(raw)
+            yield r.get("Items", [])
             start = r.get("LastEvaluatedKey")
             if not start:
                 return
+
+    def _query(self, **kw: Any) -> Iterator[dict[str, Any]]:
+        for page in self._pages(**kw):
+            for raw in page:
+                yield self._load(raw)
 
     def _dump(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {k: self._ser.serialize(sdk.plain(v)) for k, v in values.items()}
@@ -389,6 +392,7 @@ class DynamoCatalog:
 
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
         started = time.monotonic()
+        self.requests += 1
         try:
             return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
         except Exception as e:
