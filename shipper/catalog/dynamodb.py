@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -36,7 +38,7 @@ from shipper.catalog.dynamodb_items import (
     registry_item,
     sort_binlogs,
 )
-from shipper.catalog.dynamodb_reads import FULL_PROJECTION, PROJECTION, decode
+from shipper.catalog.dynamodb_reads import FULL_PROJECTION, PROJECTION, Page, decode, read_all
 from shipper.errors import ConfigError
 from shipper.restore.model import ArchivedBinlog, BackupInfo
 
@@ -74,6 +76,8 @@ class DynamoCatalog:
         region: str | None = None,
         endpoint_url: str | None = None,
         cloud: str = "aws",
+        workers: int = 8,
+        page_limit: int | None = None,
     ) -> None:
         if not table:
             raise ConfigError("catalog url needs a table: dynamodb://TABLE")
@@ -81,9 +85,16 @@ class DynamoCatalog:
         self.url = f"dynamodb://{table}"
         self.cloud = cloud
         self.client = client if client is not None else sdk.make_client(region, endpoint_url)
+        #: binlog key ranges queried at once (dynamodb_reads); 1: page after page
+        self.workers = workers
+        #: items per Query page (DynamoDB's Limit); None: DynamoDB's 1 MB pages. Tests
+        #: set it to page through a few items.
+        self.page_limit = page_limit
         #: DynamoDB requests made (Query pages and writes), and the seconds spent in them
+        #: (summed: requests made at once each count their own)
         self.requests = 0
         self.request_seconds = 0.0
+        self._lock = threading.Lock()
         self._confirmed: set[str] = set()
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -122,15 +133,7 @@ class DynamoCatalog:
         pk = partition(tenant, server_id)
         self._confirmed.clear()  # a new answer: only what it sees is confirmed
         if since is None and until is None:
-            raw = [
-                r
-                for page in self._pages(
-                    KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
-                    ExpressionAttributeValues={":pk": pk, ":b": "B#"},
-                    **PROJECTION,
-                )
-                for r in page
-            ]
+            raw = read_all(functools.partial(self._page, pk), self.workers)
         else:
             raw = self._range(pk, since, until)
         return sort_binlogs(self._decode(pk, raw), since, until)
@@ -165,6 +168,30 @@ class DynamoCatalog:
                 self._remember(item)
                 out[at] = item.to_binlog(self.cloud)
         return [b for b in out if b is not None]
+
+    def _page(
+        self,
+        pk: str,
+        low: str,
+        high: str,
+        start: dict[str, Any] | None,
+        forward: bool,
+        limit: int | None,
+    ) -> Page:
+        """One Query page of the binlog items with sort keys in [low, high]."""
+        kw: dict[str, Any] = dict(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=self._dump({":pk": pk, ":lo": low, ":hi": high}),
+            ScanIndexForward=forward,
+            **PROJECTION,
+        )
+        if start:
+            kw["ExclusiveStartKey"] = start
+        if limit or self.page_limit:
+            kw["Limit"] = limit or self.page_limit
+        r = self._call("query", **kw)
+        return r.get("Items", []), r.get("LastEvaluatedKey")
 
     def _range(self, pk: str, since: int | None, until: int | None) -> list[dict[str, Any]]:
         """Newest first on ``by_first_event``, stopping after the first item wholly
@@ -373,6 +400,8 @@ class DynamoCatalog:
         start: dict[str, Any] | None = None
         while True:
             page_kw = dict(kw, ExclusiveStartKey=start) if start else kw
+            if self.page_limit:
+                page_kw = dict(page_kw, Limit=self.page_limit)
             r = self._call("query", TableName=self.table, **page_kw)
             yield r.get("Items", [])
             start = r.get("LastEvaluatedKey")
@@ -391,8 +420,10 @@ class DynamoCatalog:
         return {k: sdk.native(self._de.deserialize(v)) for k, v in raw.items()}
 
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
+        """One request, from any thread: reads query key ranges at once."""
         started = time.monotonic()
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
         except Exception as e:
@@ -401,4 +432,5 @@ class DynamoCatalog:
                 raise _ConditionFailed(self._load(old)) from e
             raise sdk.error(e, self.url, self.table, op) from e
         finally:
-            self.request_seconds += time.monotonic() - started
+            with self._lock:
+                self.request_seconds += time.monotonic() - started

@@ -1,9 +1,12 @@
-"""The DynamoDB catalog's fast binlog read on moto: ``plan_inputs`` and the copies' states
-give what reading each item whole gives; items without ``plan_inputs`` (an earlier
-release's) are read whole."""
+"""The DynamoDB catalog's fast binlog read on moto: key ranges queried at once give exactly
+the single Query's items, in its order, at every range edge and across lineages; a bounded
+number of requests; items without ``plan_inputs`` (an earlier release's) read in full."""
 
 from __future__ import annotations
 
+import functools
+import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -19,7 +22,7 @@ from shipper.catalog.dynamodb_items import (
     partition,
     sort_binlogs,
 )
-from shipper.catalog.dynamodb_reads import PROJECTION
+from shipper.catalog.dynamodb_reads import PROJECTION, read_all
 from tests.functions.aws.conftest import create_catalog_table
 from tests.services.cloud import Moto, unique
 
@@ -115,12 +118,34 @@ def one_query(client: Any, table: str, *, whole: bool = False) -> list[dict[str,
         kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
 
+@pytest.mark.parametrize(("workers", "page"), [(2, 1), (3, 2), (4, 3), (8, 2), (8, 5), (16, 4)])
+def test_ranges_at_once_return_exactly_the_single_query(
+    moto: Moto, table: str, workers: int, page: int
+) -> None:
+    client = moto.client("dynamodb")
+    want = one_query(client, table)
+    assert len({r["sk"]["S"] for r in want}) == len(want) > 60
+    cat = DynamoCatalog(table, client=client, workers=workers, page_limit=page)
+    ranges: set[tuple[str, str]] = set()
+
+    def page_fn(*a: Any) -> Any:
+        ranges.add((a[0], a[1]))
+        return cat._page(partition("t", SID), *a)
+
+    got = read_all(page_fn, workers)
+    assert [r["sk"]["S"] for r in got] == [r["sk"]["S"] for r in want]
+    assert got == want
+    # it did split: the whole key space, the plain lineage, at least one cut inside it
+    # and every other lineage
+    assert len(ranges) >= 4
+
+
 def test_a_plan_read_is_the_whole_item_read(moto: Moto, table: str) -> None:
-    """binlogs() from plan_inputs and copy states gives the binlogs (and
+    """binlogs() from plan_inputs and copy states, split and paged, gives the binlogs (and
     the confirmed keys) that reading every item whole gives, for a reader in any cloud."""
     client = moto.client("dynamodb")
     for cloud in ("aws", "gcp", "local"):
-        fast = DynamoCatalog(table, client=client, cloud=cloud)
+        fast = DynamoCatalog(table, client=client, cloud=cloud, workers=4, page_limit=3)
         got = fast.binlogs("t", SID)
         items = [Item.from_attrs(fast._load(r)) for r in one_query(client, table, whole=True)]
         described = [i for i in items if "plaintext_sha256" in i.attrs]
@@ -133,6 +158,25 @@ def test_a_plan_read_is_the_whole_item_read(moto: Moto, table: str) -> None:
         assert {b.state for b in got} == {"committed", "flagged", "uploaded"} | (
             {"integrity_failed"} if cloud == "aws" else set()
         )
+
+
+def test_requests_stay_bounded(moto: Moto, table: str) -> None:
+    client = moto.client("dynamodb")
+    ops: Counter[str] = Counter()
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: ops.update([model.name]))
+    items = len(one_query(client, table))
+    ops.clear()
+    for workers, page in ((1, 4), (4, 4), (8, 3), (16, 1)):
+        cat = DynamoCatalog(table, client=client, workers=workers, page_limit=page)
+        cat.binlogs("t", SID)
+        pages = math.ceil(items / page)
+        if workers == 1:
+            assert cat.requests <= pages + 1 + 1  # an empty last page; the item read whole
+        else:
+            # each range may end on a full page (one empty page more); the highest
+            # sequence; every other lineage; the item read whole
+            assert cat.requests <= pages + 2 * workers + 1 + 2 + 1
+    assert set(ops) == {"Query"}  # never a Scan
 
 
 def test_a_small_server_is_one_query(moto: Moto) -> None:
@@ -187,3 +231,10 @@ def _whole(c: DynamoCatalog, seq: int) -> dict[str, Any]:
     item = c.item(entry(seq).object_key)
     assert item is not None
     return item.attrs
+
+
+def test_read_all_without_workers_pages_one_query(moto: Moto, table: str) -> None:
+    client = moto.client("dynamodb")
+    cat = DynamoCatalog(table, client=client, workers=1, page_limit=4)
+    got = read_all(functools.partial(cat._page, partition("t", SID)), 1)
+    assert got == one_query(client, table)
