@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -190,7 +190,7 @@ class DynamoCatalog:
             kw["ExclusiveStartKey"] = start
         if limit or self.page_limit:
             kw["Limit"] = limit or self.page_limit
-        r = self._call("query", **kw)
+        r = self._call("query", sdk.query_raw, **kw)
         return r.get("Items", []), r.get("LastEvaluatedKey")
 
     def _range(self, pk: str, since: int | None, until: int | None) -> list[dict[str, Any]]:
@@ -402,7 +402,7 @@ class DynamoCatalog:
             page_kw = dict(kw, ExclusiveStartKey=start) if start else kw
             if self.page_limit:
                 page_kw = dict(page_kw, Limit=self.page_limit)
-            r = self._call("query", TableName=self.table, **page_kw)
+            r = self._call("query", sdk.query_raw, TableName=self.table, **page_kw)
             yield r.get("Items", [])
             start = r.get("LastEvaluatedKey")
             if not start:
@@ -419,12 +419,17 @@ class DynamoCatalog:
     def _load(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         return {k: sdk.native(self._de.deserialize(v)) for k, v in raw.items()}
 
-    def _call(self, op: str, **kw: Any) -> dict[str, Any]:
-        """One request, from any thread: reads query key ranges at once."""
+    def _call(
+        self, op: str, via: Callable[..., dict[str, Any]] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """One request ``op`` (``via(client, **kw)`` when given), from any thread: reads
+        query key ranges at once."""
         started = time.monotonic()
         with self._lock:
             self.requests += 1
         try:
+            if via is not None:
+                return via(self.client, **kw)
             return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
         except Exception as e:
             if sdk.code(e) == "ConditionalCheckFailedException":

@@ -1,6 +1,7 @@
 """The DynamoDB catalog's fast binlog read on moto: key ranges queried at once give exactly
 the single Query's items, in its order, at every range edge and across lineages; a bounded
-number of requests; items without ``plan_inputs`` (an earlier release's) read in full."""
+number of requests; items without ``plan_inputs`` (an earlier release's) read in full; the
+raw Query body read as botocore would."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from shipper import objects
+from shipper.catalog import dynamodb_sdk as sdk
 from shipper.catalog.dynamodb import DynamoCatalog
 from shipper.catalog.dynamodb_items import (
     PLAN_INPUTS,
@@ -231,6 +233,32 @@ def _whole(c: DynamoCatalog, seq: int) -> dict[str, Any]:
     item = c.item(entry(seq).object_key)
     assert item is not None
     return item.attrs
+
+
+def test_query_raw_reads_what_botocore_reads(moto: Moto, table: str) -> None:
+    client = moto.client("dynamodb")
+    kw: dict[str, Any] = dict(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+        ExpressionAttributeValues={":pk": {"S": partition("t", SID)}, ":b": {"S": "B#"}},
+        Limit=7,
+    )
+    raw = sdk.query_raw(client, **kw)
+    # what botocore's parser is handed after query_raw's hook (registered first)
+    bodies: list[bytes] = []
+    client.meta.events.register(
+        "before-parse.dynamodb.Query",
+        lambda response_dict, **_: bodies.append(response_dict["body"]),
+    )
+    again = sdk.query_raw(client, **kw)
+    assert bodies == [b"{}"]  # botocore's parser did not walk the items
+    assert (again["Items"], again["LastEvaluatedKey"]) == (raw["Items"], raw["LastEvaluatedKey"])
+    parsed = client.query(**kw)  # the same client, after the hook: parsed by botocore
+    assert len(bodies[1]) > 1000
+    assert raw["Items"] == parsed["Items"] and len(raw["Items"]) == 7
+    assert raw["LastEvaluatedKey"] == parsed["LastEvaluatedKey"]
+    # another operation on the same client is parsed as always
+    assert client.describe_table(TableName=table)["Table"]["TableName"] == table
 
 
 def test_read_all_without_workers_pages_one_query(moto: Moto, table: str) -> None:
