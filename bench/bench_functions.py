@@ -3,6 +3,7 @@ restore planner over a big catalog.
 
     .venv/bin/python bench/bench_functions.py verify [--mb 1024]
     .venv/bin/python bench/bench_functions.py planner [--binlogs 10000] [--rounds 3]
+        [--no-scan] [--workers 8]
 
 ``verify``: a throwaway MariaDB writes one real ROW binlog of ``--mb`` MiB
 (bench_ship.py's workload, max_binlog_size 1 GiB); it is sealed (aws-kms on
@@ -20,21 +21,30 @@ base backup are archived on moto S3 the way the shipper writes them
 (tests/synthetic_archive.py), and the catalog items the host and the function
 would have written for them are put into DynamoDB (batch writes, to fill it
 fast). Then ``functions.aws.restore_planner``'s handler plans to ``latest``
-(the whole archive: the backup is at the second binlog) and DynamoDB/S3
-requests are counted on the clients (a botocore ``before-send`` hook). Side by
-side, the archive-scan plan of ``restore plan --from s3://`` over the same
-archive (``ArchiveCatalog``, cold cache, then cached), as bench_plan.py measures it.
+(the whole archive: the backup is at the second binlog) with ``--workers`` binlog
+key ranges queried at once (1: page after page). Requests are counted and timed
+on the clients (botocore's ``before-send`` .. ``before-parse``: sent until the
+answer is read, before it is parsed): "waiting on DynamoDB" is the time at least
+one DynamoDB request was waiting, "our side" everything else (parsing,
+deserialising, the planner, the transaction-index reads from S3, also shown on
+their own); "our CPU" is the process's CPU time during the call, which also
+counts work done while a request was waiting. Side by side, the archive-scan
+plan of ``restore plan --from s3://`` over the same archive (``ArchiveCatalog``,
+cold cache, then cached), as bench_plan.py measures it. The load average is
+printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -204,7 +214,7 @@ def _verify_child(event: str) -> None:
 # --------------------------------------------------------------------------- planner
 
 
-def bench_planner(n: int, rounds: int, scan: bool = True) -> None:
+def bench_planner(n: int, rounds: int, scan: bool = True, workers: int = 8) -> None:
     from bench_plan import archive_rows, plan_once, write_config
 
     from functions.aws.restore_planner import Planner, make_handler
@@ -277,37 +287,38 @@ def bench_planner(n: int, rounds: int, scan: bool = True) -> None:
                 f"in {time.perf_counter() - t:.0f}s"
             )
 
-            sent: Counter[str] = Counter()
-            pc = client("dynamodb", endpoint)
-            pc.meta.events.register("before-send.dynamodb", lambda **_: sent.update(["ddb"]))
-            ps3 = client("s3", endpoint)
-            ps3.meta.events.register("before-send.s3", lambda **_: sent.update(["s3"]))
+            pc, ps3 = client("dynamodb", endpoint), client("s3", endpoint)
+            waits = Waits(pc, ps3)
             runs = []
             for _ in range(rounds):
-                sent.clear()
-                planner = Planner(
-                    DynamoCatalog(table, client=pc), S3Backend(bucket, client=ps3), [keyring]
-                )
+                waits.clear()
+                cat = DynamoCatalog(table, client=pc, workers=workers)
+                planner = Planner(cat, S3Backend(bucket, client=ps3), [keyring])
                 handler = make_handler(planner)
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 plan = handler({"tenant": "bench", "server_id": 7, "target": "latest"}, Ctx)
-                runs.append(
-                    (
-                        time.perf_counter() - t,
-                        dict(sent),
-                        planner.catalog.requests,
-                        len(plan["binlogs"]),
-                        planner.catalog.request_seconds,
-                    )
+                wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+                ddb, s3_ = waits.seconds("dynamodb"), waits.seconds("s3")
+                runs.append((wall, ddb, s3_, cpu, waits.count(), cat.requests, plan))
+                print(
+                    f"  round: {wall:.2f}s wall = {ddb:.2f}s waiting on DynamoDB (moto) + "
+                    f"{wall - ddb:.2f}s our side (of which {s3_:.2f}s waiting on S3); "
+                    f"our CPU {cpu:.2f}s; requests {waits.count()}"
                 )
-            secs = statistics.median(r[0] for r in runs)
-            wait = statistics.median(r[4] for r in runs)
-            rounds_s = ", ".join(f"{r[0]:.2f}s" for r in runs)
+            wall = statistics.median(r[0] for r in runs)
+            ddb = statistics.median(r[1] for r in runs)
+            ours = statistics.median(r[0] - r[1] for r in runs)
+            s3_ = statistics.median(r[2] for r in runs)
+            cpu = statistics.median(r[3] for r in runs)
+            plan = runs[0][6]
+            size = len(json.dumps(plan))
             print(
-                f"restore_planner handler, latest over {n} binlogs: {secs:.2f}s median "
-                f"(rounds: {rounds_s}), of which {wait:.2f}s waiting on DynamoDB (moto) and "
-                f"{secs - wait:.2f}s everything else; HTTP requests {runs[0][1]}, "
-                f"catalog requests {runs[0][2]}, plan replays {runs[0][3]} binlogs"
+                f"restore_planner handler, latest over {n} binlogs, workers {workers}: "
+                f"{wall:.2f}s wall median (rounds: {', '.join(f'{r[0]:.2f}s' for r in runs)}) "
+                f"= {ddb:.2f}s waiting on DynamoDB (moto) + {ours:.2f}s our side (everything "
+                f"else, of which {s3_:.2f}s waiting on S3); our CPU {cpu:.2f}s; DynamoDB "
+                f"requests {runs[0][5]}, HTTP requests {runs[0][4]}; plan: "
+                f"{len(plan['binlogs'])} binlogs, {size / 1e6:.1f} MB of JSON"
             )
 
             # the archive scan over the same archive, as `restore plan --from s3://` does
@@ -323,6 +334,44 @@ def bench_planner(n: int, rounds: int, scan: bool = True) -> None:
     finally:
         moto.terminate()
         moto.wait()
+
+
+class Waits:
+    """When the clients' requests were waiting on the server: from botocore's
+    ``before-send`` to its ``before-parse`` (the answer read, not parsed yet), per thread,
+    so requests made at once count once (the union of the intervals)."""
+
+    def __init__(self, *clients: Any) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, int], float] = {}
+        self.spans: list[tuple[str, float, float]] = []
+        for c in clients:
+            svc = c.meta.service_model.endpoint_prefix
+            c.meta.events.register(f"before-send.{svc}", functools.partial(self._send, svc))
+            c.meta.events.register(f"before-parse.{svc}", functools.partial(self._got, svc))
+
+    def _send(self, svc: str, **_: Any) -> None:
+        with self._lock:
+            self._open[svc, threading.get_ident()] = time.perf_counter()
+
+    def _got(self, svc: str, **_: Any) -> None:
+        with self._lock:
+            start = self._open.pop((svc, threading.get_ident()), None)
+            if start is not None:
+                self.spans.append((svc, start, time.perf_counter()))
+
+    def clear(self) -> None:
+        self.spans.clear()
+
+    def count(self) -> dict[str, int]:
+        return dict(Counter(svc for svc, _, _ in self.spans))
+
+    def seconds(self, svc: str) -> float:
+        total, end = 0.0, 0.0
+        for _, a, b in sorted(x for x in self.spans if x[0] == svc):
+            total += max(0.0, b - max(a, end))
+            end = max(end, b)
+        return total
 
 
 def put_sha(row: Any) -> str:
@@ -345,11 +394,16 @@ def main() -> int:
     p.add_argument("--binlogs", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-scan", action="store_true", help="skip the archive-scan plans")
+    p.add_argument(
+        "--workers", type=int, default=8, help="binlog key ranges queried at once (1: page by page)"
+    )
     args = ap.parse_args()
     if args.what == "verify":
         bench_verify(args.mb)
     else:
-        bench_planner(args.binlogs, args.rounds, scan=not args.no_scan)
+        print(f"load average {os.getloadavg()}")
+        bench_planner(args.binlogs, args.rounds, scan=not args.no_scan, workers=args.workers)
+        print(f"load average {os.getloadavg()}")
     return 0
 
 

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from shipper.catalog import dynamodb_sdk as sdk
 from shipper.catalog.dynamodb_items import (
-    CLOUDS,
     US,
     BinlogEntry,
     CopyState,
@@ -37,43 +38,13 @@ from shipper.catalog.dynamodb_items import (
     registry_item,
     sort_binlogs,
 )
+from shipper.catalog.dynamodb_reads import FULL_PROJECTION, PROJECTION, Page, decode, read_all
 from shipper.errors import ConfigError
 from shipper.restore.model import ArchivedBinlog, BackupInfo
 
 log = logging.getLogger(__name__)
 
 OPTIONS = {"client", "region", "endpoint_url", "cloud"}
-#: What a binlog read needs (the plan's inputs, every copy's state): a third of an item's
-#: attributes, so a 10,000-binlog server is fewer and smaller Query pages to parse.
-_BINLOG_ATTRS = [
-    "sk",
-    "kind",
-    "server_id",
-    "binlog_name",
-    "first_event_us",
-    "last_event_us",
-    "gtid_previous",
-    "gtid_set",
-    "object_key",
-    "index_key",
-    "plaintext_size",
-    "plaintext_sha256",
-    "file_status",
-    "server_uuid",
-    "host_state",
-]
-_COPY_STATES = [f"{slot}_{c}" for slot in ("copy", "index_copy") for c in CLOUDS]
-_PROJECTION: dict[str, Any] = {
-    "ProjectionExpression": ", ".join(
-        [f"#p{i}" for i in range(len(_BINLOG_ATTRS))]
-        + [f"#c{i}.#st" for i in range(len(_COPY_STATES))]
-    ),
-    "ExpressionAttributeNames": {
-        **{f"#p{i}": a for i, a in enumerate(_BINLOG_ATTRS)},
-        **{f"#c{i}": a for i, a in enumerate(_COPY_STATES)},
-        "#st": "state",
-    },
-}
 
 
 class Outcome(enum.Enum):
@@ -105,6 +76,8 @@ class DynamoCatalog:
         region: str | None = None,
         endpoint_url: str | None = None,
         cloud: str = "aws",
+        workers: int = 8,
+        page_limit: int | None = None,
     ) -> None:
         if not table:
             raise ConfigError("catalog url needs a table: dynamodb://TABLE")
@@ -112,9 +85,16 @@ class DynamoCatalog:
         self.url = f"dynamodb://{table}"
         self.cloud = cloud
         self.client = client if client is not None else sdk.make_client(region, endpoint_url)
+        #: binlog key ranges queried at once (dynamodb_reads); 1: page after page
+        self.workers = workers
+        #: items per Query page (DynamoDB's Limit); None: DynamoDB's 1 MB pages. Tests
+        #: set it to page through a few items.
+        self.page_limit = page_limit
         #: DynamoDB requests made (Query pages and writes), and the seconds spent in them
+        #: (summed: requests made at once each count their own)
         self.requests = 0
         self.request_seconds = 0.0
+        self._lock = threading.Lock()
         self._confirmed: set[str] = set()
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -153,23 +133,67 @@ class DynamoCatalog:
         pk = partition(tenant, server_id)
         self._confirmed.clear()  # a new answer: only what it sees is confirmed
         if since is None and until is None:
-            raw = self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
-                ExpressionAttributeValues={":pk": pk, ":b": "B#"},
-                **_PROJECTION,
-            )
+            raw = read_all(functools.partial(self._page, pk), self.workers)
         else:
             raw = self._range(pk, since, until)
-        out = []
-        for attrs in raw:
-            if "plaintext_sha256" not in attrs:
-                continue  # only a copy recorded so far (its index's event came first)
-            item = Item.from_attrs(attrs)
-            self._remember(item)
-            out.append(item.to_binlog(self.cloud))
-        return sort_binlogs(out, since, until)
+        return sort_binlogs(self._decode(pk, raw), since, until)
 
-    def _range(self, pk: str, since: int | None, until: int | None) -> Iterator[dict[str, Any]]:
+    def _decode(self, pk: str, raw: list[dict[str, Any]]) -> list[ArchivedBinlog]:
+        """The binlogs among ``raw`` (items as :data:`PROJECTION` returns them), in order.
+
+        An item without ``plan_inputs`` (described by an earlier release, or only a copy
+        recorded so far) is read again with its attributes: one Query over the keys
+        from the first such item to the last.
+        """
+        out: list[ArchivedBinlog | None] = []
+        again: dict[str, int] = {}
+        for r in raw:
+            got = decode(r, self.cloud)
+            if got is None:
+                again[r["sk"]["S"]] = len(out)
+                out.append(None)
+                continue
+            self._confirmed.update(got.confirmed)
+            out.append(got.binlog)
+        if again:
+            for attrs in self._query(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={":pk": pk, ":lo": min(again), ":hi": max(again)},
+                **FULL_PROJECTION,
+            ):
+                at = again.get(str(attrs["sk"]))
+                if at is None or "plaintext_sha256" not in attrs:
+                    continue  # read already, or only a copy so far (its index's event came first)
+                item = Item.from_attrs(attrs)
+                self._remember(item)
+                out[at] = item.to_binlog(self.cloud)
+        return [b for b in out if b is not None]
+
+    def _page(
+        self,
+        pk: str,
+        low: str,
+        high: str,
+        start: dict[str, Any] | None,
+        forward: bool,
+        limit: int | None,
+    ) -> Page:
+        """One Query page of the binlog items with sort keys in [low, high]."""
+        kw: dict[str, Any] = dict(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=self._dump({":pk": pk, ":lo": low, ":hi": high}),
+            ScanIndexForward=forward,
+            **PROJECTION,
+        )
+        if start:
+            kw["ExclusiveStartKey"] = start
+        if limit or self.page_limit:
+            kw["Limit"] = limit or self.page_limit
+        r = self._call("query", sdk.query_raw, **kw)
+        return r.get("Items", []), r.get("LastEvaluatedKey")
+
+    def _range(self, pk: str, since: int | None, until: int | None) -> list[dict[str, Any]]:
         """Newest first on ``by_first_event``, stopping after the first item wholly
         before ``since`` (binlogs of one server do not overlap in time)."""
         cond = "pk = :pk"
@@ -177,18 +201,23 @@ class DynamoCatalog:
         if until is not None:
             cond += " AND first_event_us <= :u"
             values[":u"] = until * US
-        for attrs in self._query(
+        out = []
+        for page in self._pages(
             IndexName="by_first_event",
             KeyConditionExpression=cond,
             ExpressionAttributeValues=values,
             ScanIndexForward=False,
-            **_PROJECTION,
+            **PROJECTION,
         ):
-            if not str(attrs.get("sk", "")).startswith("B#"):
-                continue
-            yield attrs
-            if since is not None and int(attrs.get("last_event_us", 0)) < since * US:
-                return
+            for raw in page:
+                if not raw["sk"]["S"].startswith("B#"):
+                    continue
+                out.append(raw)
+                got = decode(raw, self.cloud)
+                # (an item read again later cannot tell where it ends: go on past it)
+                if since is not None and got is not None and (got.binlog.last_ts or 0) < since:
+                    return out
+        return out
 
     def backups(self, tenant: str, server_id: int) -> list[BackupInfo]:
         out = []
@@ -210,7 +239,6 @@ class DynamoCatalog:
     def item(self, key: str) -> Item | None:
         """The item the object at ``key`` belongs to (GetItem), or None."""
         ref = item_for_key(key)
-        self.requests += 1
         r = self._call(
             "get_item",
             TableName=self.table,
@@ -341,7 +369,6 @@ class DynamoCatalog:
     def _register(self, ref: ItemRef) -> None:
         """The server's entry in the tenant's registry (what :meth:`servers` reads)."""
         pk, sk = registry_item(ref.tenant, ref.server_id)
-        self.requests += 1
         with contextlib.suppress(_ConditionFailed):
             self._call(
                 "put_item",
@@ -358,7 +385,6 @@ class DynamoCatalog:
 
     def _update(self, ref: ItemRef, **kw: Any) -> dict[str, Any]:
         kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
-        self.requests += 1
         r = self._call(
             "update_item",
             TableName=self.table,
@@ -368,18 +394,24 @@ class DynamoCatalog:
         )
         return self._load(r.get("Attributes", {}))
 
-    def _query(self, **kw: Any) -> Iterator[dict[str, Any]]:
+    def _pages(self, **kw: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a Query, as DynamoDB sends the items (``{"S": ...}`` values)."""
         kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
         start: dict[str, Any] | None = None
         while True:
             page_kw = dict(kw, ExclusiveStartKey=start) if start else kw
-            self.requests += 1
-            r = self._call("query", TableName=self.table, **page_kw)
-            for raw in r.get("Items", []):
-                yield self._load(raw)
+            if self.page_limit:
+                page_kw = dict(page_kw, Limit=self.page_limit)
+            r = self._call("query", sdk.query_raw, TableName=self.table, **page_kw)
+            yield r.get("Items", [])
             start = r.get("LastEvaluatedKey")
             if not start:
                 return
+
+    def _query(self, **kw: Any) -> Iterator[dict[str, Any]]:
+        for page in self._pages(**kw):
+            for raw in page:
+                yield self._load(raw)
 
     def _dump(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {k: self._ser.serialize(sdk.plain(v)) for k, v in values.items()}
@@ -387,9 +419,17 @@ class DynamoCatalog:
     def _load(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         return {k: sdk.native(self._de.deserialize(v)) for k, v in raw.items()}
 
-    def _call(self, op: str, **kw: Any) -> dict[str, Any]:
+    def _call(
+        self, op: str, via: Callable[..., dict[str, Any]] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """One request ``op`` (``via(client, **kw)`` when given), from any thread: reads
+        query key ranges at once."""
         started = time.monotonic()
+        with self._lock:
+            self.requests += 1
         try:
+            if via is not None:
+                return via(self.client, **kw)
             return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
         except Exception as e:
             if sdk.code(e) == "ConditionalCheckFailedException":
@@ -397,4 +437,5 @@ class DynamoCatalog:
                 raise _ConditionFailed(self._load(old)) from e
             raise sdk.error(e, self.url, self.table, op) from e
         finally:
-            self.request_seconds += time.monotonic() - started
+            with self._lock:
+                self.request_seconds += time.monotonic() - started

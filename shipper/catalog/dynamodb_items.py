@@ -20,6 +20,10 @@ per object role and cloud (``copy_aws``, ``index_copy_gcp``,
 by, detail}``. ``rank`` orders the states so a conditional write can refuse to
 move one backwards: ``unverified`` 0 < ``verified`` 1 < ``integrity_failed`` /
 ``lineage_conflict`` 2 (terminal for that copy).
+
+A described binlog also holds ``plan_inputs``: what a plan reads of it, in one
+string (:func:`plan_inputs`), so a plan's Query projects three attributes and
+the copies' states instead of fifteen attributes.
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ LINEAGE_CONFLICT = "lineage_conflict"
 RANKS = {UNVERIFIED: 0, VERIFIED: 1, INTEGRITY_FAILED: 2, LINEAGE_CONFLICT: 2}
 CLOUDS = ("aws", "gcp", "local")
 US = 1_000_000
+PLAN_INPUTS = "plan_inputs"
+#: the attributes ``plan_inputs`` holds, in this order after its format number
+_PLAN_FIELDS = (
+    "kind",
+    "server_id",
+    "binlog_name",
+    "first_event_us",
+    "last_event_us",
+    "gtid_previous",
+    "gtid_set",
+    "object_key",
+    "index_key",
+    "plaintext_size",
+    "plaintext_sha256",
+    "file_status",
+    "server_uuid",
+)
+_PLAN_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -175,7 +197,76 @@ class BinlogEntry:
             d["first_event_us"] = self.first_ts * US
         if self.last_ts is not None:
             d["last_event_us"] = self.last_ts * US
+        d[PLAN_INPUTS] = plan_inputs(d)
         return d
+
+
+def plan_inputs(attrs: dict[str, Any]) -> str:
+    """The ``plan_inputs`` attribute of a binlog described by ``attrs``: a JSON array,
+    its format number first. Derived from the same values in the same write (under the
+    same condition and ``if_not_exists``), so it never disagrees with them."""
+    return json.dumps([_PLAN_FORMAT, *(attrs.get(f) for f in _PLAN_FIELDS)], separators=(",", ":"))
+
+
+def from_plan_inputs(text: str) -> dict[str, Any] | None:
+    """The attributes ``plan_inputs`` holds, or None for a format this code does not know
+    (the caller then reads the attributes themselves)."""
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(v, list) or len(v) != len(_PLAN_FIELDS) + 1 or v[0] != _PLAN_FORMAT:
+        return None
+    return {f: x for f, x in zip(_PLAN_FIELDS, v[1:], strict=True) if x is not None}
+
+
+def binlog_state(
+    attrs: dict[str, Any],
+    copies: dict[str, str],
+    index_copies: dict[str, str],
+    cloud: str | None,
+) -> str:
+    """A binlog item's state in the manifest's words (what the planner reads), from its
+    attributes and the state of each copy of the binlog and of its index, for a reader
+    fetching from ``cloud``.
+
+    ``flagged`` for a quarantined copy; ``integrity_failed`` when every copy
+    recorded failed, or the copy in the reader's cloud did; the host's word when
+    it wrote one; else ``committed`` once the object and its index verified
+    somewhere, ``uploaded`` before.
+    """
+    if attrs.get("kind") == "quarantine":
+        return "flagged"
+    states = set(copies.values())
+    if (states and states <= {INTEGRITY_FAILED}) or (
+        cloud is not None and copies.get(cloud) == INTEGRITY_FAILED
+    ):
+        return INTEGRITY_FAILED
+    if attrs.get("host_state"):
+        return str(attrs["host_state"])
+    verified = VERIFIED in states
+    indexed = VERIFIED in index_copies.values()
+    return "committed" if verified and indexed else "uploaded"
+
+
+def binlog_from_attrs(a: dict[str, Any], state: str) -> ArchivedBinlog:
+    """What the planner reads of a binlog item (``a``: its attributes) in ``state``."""
+    first, last = a.get("first_event_us"), a.get("last_event_us")
+    return ArchivedBinlog(
+        name=str(a["binlog_name"]),
+        state=state,
+        server_id=int(a["server_id"]),
+        first_ts=None if first is None else int(first) // US,
+        last_ts=None if last is None else int(last) // US,
+        gtid_previous=a.get("gtid_previous") or None,
+        gtid_end=a.get("gtid_set") or None,
+        object_key=str(a["object_key"]),
+        size=int(a["plaintext_size"]),
+        sha256=str(a["plaintext_sha256"]),
+        file_status=a.get("file_status") or "complete",
+        server_uuid=a.get("server_uuid") or None,
+        index_key=(a.get("index_key") or None) if state == "committed" else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -207,47 +298,16 @@ class Item:
         return self.state_in(None)
 
     def state_in(self, cloud: str | None) -> str:
-        """The item's state in the manifest's words (what the planner reads), for a
-        reader fetching from ``cloud``.
-
-        ``flagged`` for a quarantined copy; ``integrity_failed`` when every copy
-        recorded failed, or the copy in the reader's cloud did; the host's word when
-        it wrote one; else ``committed`` once the object and its index verified
-        somewhere, ``uploaded`` before.
-        """
-        if self.attrs.get("kind") == "quarantine":
-            return "flagged"
-        states = {c.state for c in self.copies.values()}
-        mine = self.copies.get(cloud) if cloud else None
-        if (states and states <= {INTEGRITY_FAILED}) or (
-            mine is not None and mine.state == INTEGRITY_FAILED
-        ):
-            return INTEGRITY_FAILED
-        if self.attrs.get("host_state"):
-            return str(self.attrs["host_state"])
-        verified = VERIFIED in states
-        indexed = any(c.state == VERIFIED for c in self.index_copies.values())
-        return "committed" if verified and indexed else "uploaded"
+        """The item's state for a reader fetching from ``cloud`` (:func:`binlog_state`)."""
+        return binlog_state(
+            self.attrs,
+            {c: s.state for c, s in self.copies.items()},
+            {c: s.state for c, s in self.index_copies.items()},
+            cloud,
+        )
 
     def to_binlog(self, cloud: str | None = None) -> ArchivedBinlog:
-        a = self.attrs
-        first, last = a.get("first_event_us"), a.get("last_event_us")
-        state = self.state_in(cloud)
-        return ArchivedBinlog(
-            name=str(a["binlog_name"]),
-            state=state,
-            server_id=int(a["server_id"]),
-            first_ts=None if first is None else int(first) // US,
-            last_ts=None if last is None else int(last) // US,
-            gtid_previous=a.get("gtid_previous") or None,
-            gtid_end=a.get("gtid_set") or None,
-            object_key=str(a["object_key"]),
-            size=int(a["plaintext_size"]),
-            sha256=str(a["plaintext_sha256"]),
-            file_status=a.get("file_status") or "complete",
-            server_uuid=a.get("server_uuid") or None,
-            index_key=(a.get("index_key") or None) if state == "committed" else None,
-        )
+        return binlog_from_attrs(self.attrs, self.state_in(cloud))
 
     def to_backup(self) -> BackupInfo | None:
         from shipper.records import BackupRecord

@@ -5,7 +5,9 @@
 #   pk  "T#{tenant}#S#{server_id}"             one partition per tenant/server,
 #                                              so IAM can bind a tenant with
 #                                              dynamodb:LeadingKeys
-#   sk  "B#{lineage}#{sequence:010d}"          a binlog (lineage 0 is the first)
+#   sk  "B#{lineage}#{sequence:010d}#{YYYYMM}" a binlog (lineage 0: its plain key;
+#                                              docs/catalog.md); sequences are key
+#                                              ranges, so a plan reads them at once
 #       "K#{backup_id}"                        a base backup
 #   first_event_us (N)                         LSI sort key: "binlogs of T/S whose
 #                                              first event is <= t" is a Query
