@@ -274,7 +274,7 @@ resource "aws_lambda_function" "planner" {
   filename                       = var.lambda_package_path
   source_code_hash               = filebase64sha256(var.lambda_package_path)
   timeout                        = 60
-  memory_size                    = 512
+  memory_size                    = var.planner_memory_mb
   reserved_concurrent_executions = var.planner_reserved_concurrency
   kms_key_arn                    = aws_kms_key.archive.arn
 

@@ -165,6 +165,16 @@ variable "verify_memory_mb" {
   }
 }
 
+variable "planner_memory_mb" {
+  type        = number
+  description = "Memory of the restore-planner Lambda. Lambda gives CPU in proportion to memory (one vCPU at 1769 MB); planning 10,000 binlogs takes about 0.5 s of CPU (bench/RESULTS.md), so less memory makes a plan slower, and a plan is rare enough that the cost is negligible."
+  default     = 1769
+  validation {
+    condition     = var.planner_memory_mb >= 256 && var.planner_memory_mb <= 10240
+    error_message = "planner_memory_mb must be between 256 and 10240."
+  }
+}
+
 variable "max_receive_count" {
   type        = number
   description = "Deliveries of one S3 event before it moves to the dead-letter queue."
