@@ -19,6 +19,7 @@ for the lineage key.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -108,7 +109,8 @@ class ObjectWriter:
             if existing is not None:
                 theirs = objects.ObjectMeta.from_metadata(existing.metadata).plaintext_sha256
                 if theirs == b.sha256:
-                    self.verify_existing(backend, k, b)
+                    if not self._is_our_envelope(backend, k, existing, b):
+                        self.verify_existing(backend, k, b)
                     return k, False  # archived by an earlier attempt
                 on_conflict(backend, k, theirs)
                 continue
@@ -123,13 +125,37 @@ class ObjectWriter:
                 existing = stat_or_none(backend, k)
                 meta = objects.ObjectMeta.from_metadata(existing.metadata if existing else {})
                 if meta.plaintext_sha256 == b.sha256:
-                    self.verify_existing(backend, k, b)
+                    if existing is None or not self._is_our_envelope(backend, k, existing, b):
+                        self.verify_existing(backend, k, b)
                     return k, False
                 on_conflict(backend, k, meta.plaintext_sha256)
         raise IntegrityError(
             f"binlog {b.name}: both {candidates[0]} and its lineage key {candidates[1]} hold "
             f"other files on {backend.url}; refusing to overwrite"
         )
+
+    def _is_our_envelope(
+        self, backend: StorageBackend, key: str, existing: ObjectInfo, b: SealedBinlog
+    ) -> bool:
+        """Whether the object at ``key`` is, byte for byte, the envelope we sealed for it
+        (``b.sealed``): a put of ours that landed while its answer was lost (a reset, a
+        timeout). Only where the service checked the SHA-256 of the body on receipt and
+        keeps it for the whole object (S3, single PUT: ``capabilities.verify_mode`` is
+        "prefix" and ``ObjectInfo.sha256`` is set): equal to our file's, the stored
+        bytes are ours, so nothing needs downloading; :meth:`verify` then reads the
+        header and first chunk back, as after any upload. Elsewhere, or when they
+        differ, the object is read back in full (:meth:`verify_existing`)."""
+        if existing.sha256 is None or backend.capabilities.verify_mode != "prefix":
+            return False
+        try:
+            with b.sealed.open("rb") as f:
+                if envelope.read_header(f).context != objects.context_for_key(key):
+                    return False
+                f.seek(0)
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except (OSError, IntegrityError):
+            return False
+        return digest == existing.sha256
 
     def verify_existing(self, backend: StorageBackend, key: str, b: SealedBinlog) -> None:
         """Prove that an object we did not write in this attempt holds ``b``: download it,

@@ -125,3 +125,45 @@ def test_a_binlog_placed_while_an_earlier_one_is_held_back_waits_for_it(
             assert binlog_objects(v["Key"] for v in versions) == dict.fromkeys([*first, n, n1], 1)
         finally:
             shipper.close()
+
+
+def test_a_put_whose_answer_was_lost_is_recognised_without_downloading_it(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    tmp_path: Path,
+) -> None:
+    """S3 stored our PUT but the connection was reset before its answer: the retry meets
+    the key taken. S3 checked that body's SHA-256 on receipt and reports it; equal to the
+    envelope we sealed, the object is ours byte for byte, so it is not downloaded again
+    (the usual header-and-first-chunk read-back still runs)."""
+    from shipper.pipeline.ship import Shipper
+    from tests.integration.test_faults import binlog_objects, config
+    from tests.services.faultproxy import FaultProxy
+
+    server = mariadb_factory(server_id=34)
+    bucket = moto.bucket()
+    url = f"s3://{bucket}/a"
+    rotate(server, 2, rows=20)
+    names = closed_binlogs(server)
+    with FaultProxy(moto.endpoint_url, flavor="s3") as proxy:
+        text = config(
+            tmp_path / "state",
+            server,
+            s3=(url, proxy.url),
+            routing='primary = "aws"',
+            resilience="retry_attempts = 3\nretry_base = 0.01",
+        )
+        proxy.lose_answer(f"/{names[0]}.zst.enc")
+        shipper = Shipper(parse(text))
+        try:
+            res = shipper.run_once()
+        finally:
+            shipper.close()
+    assert res.ok and sorted(res.shipped + res.already) == names
+    assert "reset-after" in proxy.injected  # the answer really was lost
+    mine = [(m, status) for m, p, status in proxy.answers if p.endswith(f"/{names[0]}.zst.enc")]
+    assert ("PUT", 412) in mine  # the retry found the key taken
+    assert ("GET", 200) not in mine  # and did not download the object
+    assert ("GET", 206) in mine  # the read-back of header and first chunk
+    versions = moto.s3.list_object_versions(Bucket=bucket).get("Versions", [])
+    assert binlog_objects(v["Key"] for v in versions) == dict.fromkeys(names, 1)

@@ -90,6 +90,8 @@ class FaultProxy:
         self._rules: list[tuple[str, threading.Event]] = []
         #: (path part, event) set once a request whose path holds the part is answered
         self._signals: list[tuple[str, threading.Event]] = []
+        #: "METHOD part": the next such request's answer is lost (lose_answer)
+        self._lose: list[str] = []
         self._stop = threading.Event()
         proxy = self
 
@@ -123,6 +125,12 @@ class FaultProxy:
         self._signals.append((f"{method} {after}", done))
         self._rules.append((part, done))
 
+    def lose_answer(self, part: str, *, method: str = "PUT") -> None:
+        """The next ``method`` request whose path contains ``part`` is forwarded, then
+        its connection reset: the write landed, its answer is lost."""
+        with self.lock:
+            self._lose.append(f"{method} {part}")
+
     def clear_rules(self) -> None:
         """Forget every fail_after rule: those requests are forwarded again."""
         self._rules.clear()
@@ -146,6 +154,12 @@ class FaultProxy:
                 kind = None
             if kind == "reset" and self.rng.random() < 0.5:
                 kind = "reset-after"
+            for rule in self._lose:
+                method, _, part = rule.partition(" ")
+                if h.command == method and part in h.path:
+                    self._lose.remove(rule)
+                    kind = "reset-after"
+                    break
             if kind:
                 self.injected[kind] += 1
             self.log.append(f"{h.command} {h.path} {kind or '-'}")
