@@ -100,6 +100,10 @@ def ship_all(cfg: Path, names: list[str]) -> tuple[float, int]:
             db.close()
         if set(names) <= done:
             return spent, passes
+        # why this pass left binlogs pending (the failure events it logged)
+        for line in cfg.with_name("stderr.log").read_text().splitlines():
+            if '"event": "target_down"' in line or '"event": "binlog_failed"' in line:
+                print("   pass", passes, ":", json.loads(line)["message"][:300])
         if passes >= 10:
             sys.stderr.write(cfg.with_name("stderr.log").read_text()[-4000:])
             raise SystemExit(f"not every binlog committed after {passes} passes (exit {code})")
