@@ -1,14 +1,17 @@
 """The shipper's throughput with 20% of requests failing, against the same run without.
 
     .venv/bin/python bench/bench_faults.py [--binlogs 30] [--mb 8] [--rounds 3]
-        [--rate 0.2] [--workers N] [--stall]
+        [--rate 0.2] [--workers N] [--stall] [--latency MS]
 
 1. A throwaway MariaDB writes ``--binlogs`` closed ROW binlogs of about ``--mb`` MB.
 2. A moto server and, in front of it, the fault proxy of
    ``tests/services/faultproxy.py`` each run in their own process. Faults:
    429, 503 and connection resets (half of them after the request was
    forwarded, so a put landed and its answer was lost); ``--stall`` adds stalls
-   past the client's 1 s read timeout.
+   past the client's 1 s read timeout. ``--latency`` adds that many milliseconds
+   to every request at the proxy, faults and clean alike: a region's round
+   trip instead of loopback's (moto answers in about a millisecond, which makes
+   a backoff sleep weigh far more than it does against a real service).
 3. Each round ships every binlog twice, each time with a fresh bucket and state
    dir, by ``binlog-shipper run --once`` processes through the proxy: once with
    no faults (the proxy's own cost is on both sides), once with faults. The
@@ -51,8 +54,9 @@ PROXY = """
 import json, sys
 from tests.services.faultproxy import FaultProxy
 upstream, rate, seed, kinds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+latency = float(sys.argv[5])
 with FaultProxy(upstream, rate=rate, seed=seed, flavor="s3", stall=2,
-                kinds=tuple(kinds.split(","))) as p:
+                kinds=tuple(kinds.split(",")), latency=latency) as p:
     print(p.url, flush=True)
     for line in sys.stdin:
         print(json.dumps(dict(p.injected)), flush=True)
@@ -60,9 +64,14 @@ with FaultProxy(upstream, rate=rate, seed=seed, flavor="s3", stall=2,
 
 
 class Proxy:
-    def __init__(self, upstream: str, rate: float, seed: int, kinds: tuple[str, ...]) -> None:
+    def __init__(
+        self, upstream: str, rate: float, seed: int, kinds: tuple[str, ...], latency: float
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", PROXY, upstream, str(rate), str(seed), ",".join(kinds)],
+            [
+                *(sys.executable, "-c", PROXY, upstream, str(rate), str(seed)),
+                *(",".join(kinds), str(latency)),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -117,6 +126,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.2)
     ap.add_argument("--workers", type=int, default=0, help="0: the shipper's default")
     ap.add_argument("--stall", action="store_true", help="add stalls (1 s timeout) to the mix")
+    ap.add_argument("--latency", type=float, default=0, help="ms added to every request")
     args = ap.parse_args()
     kinds = ("429", "503", "reset") + (("stall",) if args.stall else ())
     print(
@@ -147,7 +157,7 @@ def main() -> int:
                 order = ["clean", "faults"] if r % 2 == 0 else ["faults", "clean"]
                 for kind in order:
                     rate = args.rate if kind == "faults" else 0.0
-                    proxy = Proxy(endpoint, rate, r, kinds)
+                    proxy = Proxy(endpoint, rate, r, kinds, args.latency / 1000)
                     try:
                         bucket = f"bench-{r}-{kind}"
                         s3.create_bucket(Bucket=bucket)
@@ -171,7 +181,8 @@ def main() -> int:
         faults = statistics.median(s for s, _ in results["faults"])
         print(
             f"workload: {len(names)} binlogs, {total / 1e6:.1f} MB, {workers} worker(s), "
-            f"{args.rounds} rounds, fault kinds {', '.join(kinds)} at {args.rate:.0%}"
+            f"{args.rounds} rounds, fault kinds {', '.join(kinds)} at {args.rate:.0%}, "
+            f"{args.latency:g} ms added per request"
         )
         print(f"no faults : {total / clean / 1e6:7.1f} MB/s  ({clean:.2f}s median)")
         print(

@@ -61,6 +61,7 @@ class FaultProxy:
         seed: int = 11,
         flavor: str = "s3",
         stall: float = 3.0,
+        latency: float = 0.0,
         kinds: tuple[str, ...] = KINDS,
         authorize: Callable[[str | None], str | None] | None = None,
         rewrite_links: bool = False,
@@ -69,6 +70,8 @@ class FaultProxy:
         self.upstream_host, self.upstream_port = u.hostname or "127.0.0.1", u.port or 80
         self.upstream = upstream.rstrip("/")
         self.rate, self.flavor, self.stall, self.kinds = rate, flavor, stall, kinds
+        #: seconds added before every answer: a region's round trip, not loopback's
+        self.latency = latency
         self.down = False
         #: with ``down``: refuse only the requests whose path holds this
         self.down_only: str | None = None
@@ -167,6 +170,8 @@ class FaultProxy:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         body = _read_body(h)
+        if self.latency:
+            time.sleep(self.latency)
         if self.hang:
             self._stop.wait(600)  # never answer; the client must time out
             h.close_connection = True
