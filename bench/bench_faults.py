@@ -20,7 +20,10 @@
    binlog pending (a call that failed every retry) is followed by another
    pass, as watch mode would do; the time of every pass counts.
 
-Printed: MB/s for each, the number of passes, the faults injected, and the
+Printed: MB/s for each, the number of passes, the CPU seconds the shipper,
+moto and the proxy spent on it (the machine is shared by all three: a fault
+costs the shipper a backoff and a request again, and costs the emulator and
+the proxy the request again too), the faults injected, and the
 ratio faults/clean on the median round. The machine's load average is printed
 first: the 2 cores are shared.
 """
@@ -40,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_parallel import CREDS, config, moto_server, run_once, write_binlogs
+from bench_parallel import CREDS, config, cpu_seconds, moto_server, run_once, write_binlogs
 
 from shipper.config import default_workers
 from shipper.keys.local import LocalKeyring
@@ -93,22 +96,23 @@ class Proxy:
         self.proc.wait(timeout=10)
 
 
-def ship_all(cfg: Path, names: list[str]) -> tuple[float, int]:
-    """``run --once`` until every binlog is committed: (seconds, passes)."""
+def ship_all(cfg: Path, names: list[str]) -> tuple[float, int, float]:
+    """``run --once`` until every binlog is committed: (seconds, passes, CPU seconds)."""
     import sqlite3
 
-    spent, passes = 0.0, 0
+    spent, passes, cpu = 0.0, 0, 0.0
     while True:
         passes += 1
-        code, wall, _cpu, _rss = run_once(cfg)
+        code, wall, used, _rss = run_once(cfg)
         spent += wall
+        cpu += used
         db = sqlite3.connect(cfg.parent / "manifest.sqlite")
         try:
             done = {n for (n,) in db.execute("SELECT name FROM binlogs WHERE state = 'committed'")}
         finally:
             db.close()
         if set(names) <= done:
-            return spent, passes
+            return spent, passes, cpu
         # why this pass left binlogs pending (the failure events it logged)
         for line in cfg.with_name("stderr.log").read_text().splitlines():
             if '"event": "target_down"' in line or '"event": "binlog_failed"' in line:
@@ -148,7 +152,7 @@ def main() -> int:
             (server.binlog_dir / name).read_bytes()
         results: dict[str, list[tuple[float, int]]] = {"clean": [], "faults": []}
         injected: dict[str, int] = {}
-        with moto_server() as (endpoint, _pid):
+        with moto_server() as (endpoint, moto_pid):
             os.environ.update(CREDS)
             import boto3
 
@@ -166,7 +170,10 @@ def main() -> int:
                             'region = "us-east-1"\nconnect_timeout = 1\nread_timeout = 1'
                         )
                         cfg = config(base / f"state-{r}-{kind}", server, keyring, workers, target)
-                        spent, passes = ship_all(cfg, names)
+                        before = cpu_seconds(moto_pid), cpu_seconds(proxy.proc.pid)
+                        spent, passes, cpu = ship_all(cfg, names)
+                        moto_cpu = cpu_seconds(moto_pid) - before[0]
+                        proxy_cpu = cpu_seconds(proxy.proc.pid) - before[1]
                         results[kind].append((spent, passes))
                         if kind == "faults":
                             for k, v in proxy.injected().items():
@@ -175,7 +182,8 @@ def main() -> int:
                         proxy.close()
                     print(
                         f"round {r + 1}, {kind:6s}: {total / spent / 1e6:6.1f} MB/s "
-                        f"({spent:5.2f}s, {passes} pass(es))"
+                        f"({spent:5.2f}s, {passes} pass(es)); CPU: shipper {cpu:4.1f}s, "
+                        f"moto {moto_cpu:4.1f}s, proxy {proxy_cpu:4.1f}s"
                     )
         clean = statistics.median(s for s, _ in results["clean"])
         faults = statistics.median(s for s, _ in results["faults"])
