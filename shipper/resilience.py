@@ -13,7 +13,10 @@ tenant's config.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -57,6 +60,33 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, StorageError) and exc.transient
 
 
+_slot = threading.local()
+
+
+@contextmanager
+def backoff_gives_up(slot: threading.Semaphore) -> Iterator[None]:
+    """While this thread holds ``slot`` (a worker slot of ``pipeline/parallel.py``),
+    a retry's backoff sleep hands it back and takes it again after: a job waiting out
+    a throttled or failed call is not working, so another job may use the slot."""
+    _slot.held = slot
+    try:
+        yield
+    finally:
+        _slot.held = None
+
+
+def _sleep(seconds: float) -> None:
+    slot: threading.Semaphore | None = getattr(_slot, "held", None)
+    if slot is None or seconds <= 0:
+        time.sleep(seconds)
+        return
+    slot.release()
+    try:
+        time.sleep(seconds)
+    finally:
+        slot.acquire()
+
+
 def retrying(
     fn: Callable[[], T],
     attempts: int = DEFAULT.retry_attempts,
@@ -64,11 +94,13 @@ def retrying(
     base: float = DEFAULT.retry_base,
 ) -> T:
     """Call ``fn`` until it succeeds, retrying transient StorageErrors with full jitter:
-    attempt n waits uniformly in [0, min(max_wait, base * 2**n)] seconds."""
+    attempt n waits uniformly in [0, min(max_wait, base * 2**n)] seconds (giving up
+    the thread's worker slot meanwhile, see :func:`backoff_gives_up`)."""
     return Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(max(1, attempts)),
         wait=wait_random_exponential(multiplier=base, max=max_wait),
+        sleep=_sleep,
         reraise=True,
     )(fn)
 

@@ -12,7 +12,10 @@ by a target that is down).
 
 Three bounds keep a pass in check whatever the file sizes:
 
-* ``workers`` threads do the work;
+* ``workers`` jobs work at once; a job asleep in a retry's backoff (a throttled
+  or failed call) hands its slot to another job meanwhile and takes one back
+  to go on, so backoffs do not leave the cores idle (bench/RESULTS.md, "20%
+  faults");
 * at most ``2 * workers`` jobs are between "handed in" and "committed" (the
   window), so one slow binlog cannot leave hundreds of later ones sealed in
   staging waiting for it;
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shipper.errors import ShipperError
+from shipper.resilience import backoff_gives_up
 
 log = logging.getLogger(__name__)
 
@@ -142,18 +146,23 @@ def run_ordered(
     jobs already running finish, and it is raised here.
     """
     window = 2 * workers
+    # ``workers`` jobs work at once; a job asleep in a retry's backoff hands its slot
+    # to another (resilience.backoff_gives_up), so the pool has a thread for every
+    # job of the window: a throttled call does not leave a core idle
+    slots = threading.Semaphore(workers)
 
     def run(job: Job) -> T:
         cost = footprint(job.size, chunk_size)
-        budget.acquire(cost)
+        budget.acquire(cost)  # before the slot: a job never waits for memory holding one
         try:
-            return work(job)
+            with slots, backoff_gives_up(slots):
+                return work(job)
         finally:
             budget.release(cost)
 
     todo = iter(jobs)
     in_flight: deque[tuple[Job, Future[T]]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="ship") as pool:
+    with ThreadPoolExecutor(window, thread_name_prefix="ship") as pool:
         try:
             while True:
                 while len(in_flight) < window:

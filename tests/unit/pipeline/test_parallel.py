@@ -53,6 +53,41 @@ def test_a_result_waits_for_every_earlier_commit() -> None:
     assert all(d.value == 8 and d.error is None for d in committed)
 
 
+def test_a_job_asleep_in_a_backoff_lets_another_job_work() -> None:
+    """One worker: the first job's calls fail (throttled) until the second job has run.
+    Its backoff sleeps hand the worker slot over, so the second job runs meanwhile and
+    the first one's retry then succeeds; holding the slot while asleep, it would use up
+    its attempts waiting for a job that cannot start."""
+    from shipper.errors import StorageError
+    from shipper.resilience import retrying
+
+    second_ran = threading.Event()
+    calls: list[str] = []
+
+    def throttled() -> str:
+        calls.append("call")
+        if not second_ran.is_set():
+            raise StorageError("503 SlowDown", transient=True)
+        return "stored"
+
+    def work(job: Job) -> str:
+        if job.name == "b.000001":
+            return retrying(throttled, attempts=30, base=0.1, max_wait=0.1)
+        second_ran.set()
+        return "second"
+
+    committed: list[Done[str]] = []
+    jobs = [Job("b.000001", 1), Job("b.000002", 1)]
+    run_ordered(
+        jobs, work, committed.append, workers=1, budget=MemoryBudget(1 << 40), chunk_size=MiB
+    )
+    assert [(d.job.name, d.value, d.error) for d in committed] == [
+        ("b.000001", "stored", None),
+        ("b.000002", "second", None),
+    ]
+    assert len(calls) >= 2  # it was throttled at least once before the other job ran
+
+
 def test_a_shipper_error_is_that_jobs_result_and_the_rest_go_on() -> None:
     def work(job: Job) -> str:
         if job.name == "b.000002":
