@@ -46,7 +46,7 @@ CLOUDS = ("aws", "gcp", "local")
 US = 1_000_000
 PLAN_INPUTS = "plan_inputs"
 #: the attributes ``plan_inputs`` holds, in this order after its format number
-_PLAN_FIELDS = (
+PLAN_FIELDS = (
     "kind",
     "server_id",
     "binlog_name",
@@ -205,7 +205,7 @@ def plan_inputs(attrs: dict[str, Any]) -> str:
     """The ``plan_inputs`` attribute of a binlog described by ``attrs``: a JSON array,
     its format number first. Derived from the same values in the same write (under the
     same condition and ``if_not_exists``), so it never disagrees with them."""
-    return json.dumps([_PLAN_FORMAT, *(attrs.get(f) for f in _PLAN_FIELDS)], separators=(",", ":"))
+    return json.dumps([_PLAN_FORMAT, *(attrs.get(f) for f in PLAN_FIELDS)], separators=(",", ":"))
 
 
 def from_plan_inputs(text: str) -> dict[str, Any] | None:
@@ -215,9 +215,9 @@ def from_plan_inputs(text: str) -> dict[str, Any] | None:
         v = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(v, list) or len(v) != len(_PLAN_FIELDS) + 1 or v[0] != _PLAN_FORMAT:
+    if not isinstance(v, list) or len(v) != len(PLAN_FIELDS) + 1 or v[0] != _PLAN_FORMAT:
         return None
-    return {f: x for f, x in zip(_PLAN_FIELDS, v[1:], strict=True) if x is not None}
+    return {f: x for f, x in zip(PLAN_FIELDS, v[1:], strict=True) if x is not None}
 
 
 def binlog_state(

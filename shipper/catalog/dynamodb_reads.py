@@ -33,6 +33,7 @@ from typing import Any
 
 from shipper.catalog.dynamodb_items import (
     CLOUDS,
+    PLAN_FIELDS,
     PLAN_INPUTS,
     UNVERIFIED,
     VERIFIED,
@@ -68,25 +69,7 @@ def _projection(attrs: list[str]) -> dict[str, Any]:
 #: the state of each copy (a copy's other fields are for audits, not plans)
 PROJECTION = _projection(["sk", PLAN_INPUTS, "host_state"])
 #: the same for an item without ``plan_inputs``: the attributes themselves
-FULL_PROJECTION = _projection(
-    [
-        "sk",
-        "kind",
-        "server_id",
-        "binlog_name",
-        "first_event_us",
-        "last_event_us",
-        "gtid_previous",
-        "gtid_set",
-        "object_key",
-        "index_key",
-        "plaintext_size",
-        "plaintext_sha256",
-        "file_status",
-        "server_uuid",
-        "host_state",
-    ]
-)
+FULL_PROJECTION = _projection(["sk", *PLAN_FIELDS, "host_state"])
 
 
 class Read:
