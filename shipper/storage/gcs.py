@@ -27,6 +27,11 @@ default, 0, turns them off and leaves retrying to ``shipper/storage/retry.py``,
 which retries what :meth:`GCSBackend._error` marks transient. ``timeout``
 (seconds) bounds each HTTP request, so a stalled endpoint ends in a transient
 error instead of a hung thread.
+
+This module is the backend: its options, the protocol methods, and ``_error``,
+the one place SDK errors become the project's (what each error means is read in
+``gcs_errors.py``). The upload's source reader (exact size, CRC32C) and the
+download stream whose failures are mapped like every call's are ``gcs_io.py``.
 """
 
 from __future__ import annotations
@@ -38,17 +43,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
-from shipper.errors import (
-    ConfigError,
-    IntegrityError,
-    ObjectNotFound,
-    PermissionDenied,
-    PreconditionFailed,
-    ShipperError,
-    StorageError,
-)
+from shipper.errors import ConfigError, IntegrityError, PreconditionFailed, StorageError
 from shipper.storage.base import Capabilities, ObjectInfo
 from shipper.storage.gcs_auth import Login, Logins
+from shipper.storage.gcs_errors import classify, http_status
+from shipper.storage.gcs_io import ExactSource, MappedReader
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,6 @@ MiB = 1 << 20
 CHUNK_ALIGN = 256 * 1024  # resumable chunks must be multiples of 256 KiB
 SINGLE_REQUEST_MAX = 8 * MiB  # google-cloud-storage's own multipart/resumable switch
 _CONTENT_TYPE = "application/octet-stream"
-# requests / urllib3 / google-auth names for "the request never got an answer"
-_TRANSIENT_SDK = {
-    "ConnectionError",
-    "Timeout",
-    "ReadTimeout",
-    "ConnectTimeout",
-    "ChunkedEncodingError",
-    "ProtocolError",
-    "TransportError",
-    "ServiceUnavailable",
-    "InternalServerError",
-    "TooManyRequests",
-    "GatewayTimeout",
-    "BadGateway",
-}
 
 
 class GCSBackend:
@@ -168,7 +152,7 @@ class GCSBackend:
         blob.metadata = {k: str(v) for k, v in metadata.items()}
         cond: dict[str, Any] = {"if_generation_match": 0} if if_none_match else {}
         if size <= self.resumable_threshold:
-            reader = _Exact(source, size, self.url, key)
+            reader = ExactSource(source, size, self.url, key)
             data = reader.read(size)  # bounded by resumable_threshold (<= 8 MiB)
             self._sdk(
                 login,
@@ -188,7 +172,7 @@ class GCSBackend:
                 # ifGenerationMatch=0, which GCS checks at finalize (fake-gcs-server
                 # before PR #2260 ignores it on resumable uploads: issue #1967).
                 raise PreconditionFailed(f"{self.url}/{key} already exists")
-            reader = _Exact(source, size, self.url, key)
+            reader = ExactSource(source, size, self.url, key)
             try:
                 # The library reads chunk_size at a time from `reader` and sends
                 # each chunk; the object appears only when the last one lands. If
@@ -223,7 +207,7 @@ class GCSBackend:
                 # maps a missing object now, and pins the generation we read
                 blob.reload(**self._retry)
                 reader = blob.open("rb", chunk_size=self.chunk_size, **self._retry)
-                return _Reader(reader, lambda e: self._error(e, key, "read", login))  # type: ignore[return-value]
+                return MappedReader(reader, lambda e: self._error(e, key, "read", login))  # type: ignore[return-value]
             if length == 0:
                 blob.reload(**self._retry)
                 return io.BytesIO(b"")
@@ -231,7 +215,7 @@ class GCSBackend:
             data = blob.download_as_bytes(start=offset, end=end, checksum=None, **self._retry)
             return io.BytesIO(data)
         except Exception as e:
-            if _status(e) == 416:  # offset at/after the end: nothing to read
+            if http_status(e) == 416:  # offset at/after the end: nothing to read
                 return io.BytesIO(b"")
             raise self._error(e, key, "read", login) from e
 
@@ -302,58 +286,20 @@ class GCSBackend:
     def _error(
         self, e: BaseException, key: str, action: str, login: Login | None = None
     ) -> Exception:
-        """The one place google-cloud-storage errors become the project's errors.
+        """The one place google-cloud-storage errors become the project's errors
+        (:func:`~shipper.storage.gcs_errors.classify`, given this bucket and credentials).
 
         ``login`` is the client the failed call used: a refusal of its credentials
         is worth retrying when newer ones are in place now (a rotated key file).
         """
-        where = f"{self.url}/{key}"
-        status = _status(e)
-        if isinstance(e, ShipperError):
-            return e
-        if status == 404:
-            if action in ("write", "list") or not self._bucket_exists():
-                return ObjectNotFound(f"bucket {self.bucket_name} does not exist")
-            return ObjectNotFound(f"{where} does not exist")
-        if status == 412:
-            return PreconditionFailed(f"{where} already exists")
-        # The token endpoint refused the key (RefreshError: invalid_grant, a deleted or
-        # disabled key; retryable=True is the endpoint being unwell, not a refusal), or
-        # the endpoint answered 401 to anonymous credentials, which google-auth cannot
-        # refresh (InvalidOperation). Either way: these credentials were refused.
-        refused = type(e).__name__ in ("RefreshError", "InvalidOperation") and not getattr(
-            e, "retryable", False
-        )
-        if status in (401, 403) or refused:
-            used = login or self.logins.current
-            what = status or type(e).__name__
-            if self.logins.rotated(used):
-                return StorageError(
-                    f"{action} {where}: {what}: the credentials were replaced; retrying with "
-                    "the new ones",
-                    transient=True,
-                )
-            if status == 403:
-                return PermissionDenied(
-                    f"{action} {where}: {status}: {_message(e)} "
-                    "(check the credentials and the bucket IAM policy)"
-                )
-            return PermissionDenied(
-                f"{action} {where}: the credentials were refused: {what}: {_message(e)} "
-                f"({self.logins.explain(used)})"
-            )
-        if type(e).__name__ == "DataCorruption":
-            return IntegrityError(f"{action} {where}: checksum mismatch: {e}")
-        if type(e).__name__ == "DefaultCredentialsError":
-            return PermissionDenied(f"{action} {where}: no usable Google credentials ({e})")
-        transient = (
-            (status is not None and (status >= 500 or status in (408, 429)))
-            or any(c.__name__ in _TRANSIENT_SDK for c in type(e).__mro__)
-            or getattr(e, "retryable", False) is True  # google-auth: the endpoint may recover
-        )
-        return StorageError(
-            f"{action} {where} failed: {status or type(e).__name__}: {_message(e)}",
-            transient=transient,
+        return classify(
+            e,
+            where=f"{self.url}/{key}",
+            action=action,
+            bucket=self.bucket_name,
+            bucket_exists=self._bucket_exists,
+            logins=self.logins,
+            login=login,
         )
 
     def _bucket_exists(self) -> bool:
@@ -361,81 +307,6 @@ class GCSBackend:
             return bool(self.bucket.exists())
         except Exception:
             return True  # cannot tell: do not claim the bucket is missing
-
-
-class _Reader(io.RawIOBase):
-    """A BlobReader whose failures (it fetches chunk by chunk as it is read) come
-    out as the project's errors, like every other call's."""
-
-    def __init__(self, inner: Any, error: Any) -> None:
-        self.inner, self.error = inner, error
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            return self.inner.read(n)  # type: ignore[no-any-return]
-        except Exception as e:
-            raise self.error(e) from e
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self.inner.close()
-        super().close()
-
-
-class _Exact:
-    """Reads ``source`` for the upload: exactly ``size`` bytes, CRC32C on the way.
-
-    A source that ends early or has bytes left over raises StorageError rather
-    than letting the upload finalize a truncated object. Whatever it raises is
-    kept in ``error`` so ``put`` can tell the source's failures from the SDK's.
-    """
-
-    def __init__(self, source: BinaryIO, size: int, url: str, key: str) -> None:
-        import google_crc32c
-
-        self.source, self.size, self.where = source, size, f"{url}/{key}"
-        self.pos = 0
-        self.crc = google_crc32c.Checksum()
-        self.error: BaseException | None = None
-
-    def tell(self) -> int:
-        return self.pos
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            if self.pos >= self.size:
-                return b""
-            want = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
-            chunks = []
-            while want > 0:
-                b = self.source.read(want)
-                if not b:
-                    raise StorageError(
-                        f"{self.where}: declared size {self.size} but the source "
-                        f"ended after {self.pos} bytes"
-                    )
-                chunks.append(b)
-                self.pos += len(b)
-                want -= len(b)
-            # At the declared end, make sure the source ends too -- before the
-            # caller can send (and GCS finalize) a silently truncated object.
-            if self.pos == self.size and self.source.read(1):
-                raise StorageError(
-                    f"{self.where}: source is longer than its declared size {self.size}"
-                )
-            data = b"".join(chunks)
-        except BaseException as e:
-            self.error = e
-            raise
-        self.crc.update(data)
-        return data
 
 
 def _sdk_retry(seconds: float | None) -> dict[str, Any]:
@@ -447,20 +318,3 @@ def _sdk_retry(seconds: float | None) -> dict[str, Any]:
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     return {"retry": DEFAULT_RETRY.with_timeout(seconds)}
-
-
-def _status(e: BaseException) -> int | None:
-    """HTTP status from a google.api_core error or a resumable-media InvalidResponse."""
-    code = getattr(e, "code", None)
-    if isinstance(code, int):
-        return code
-    response = getattr(e, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _message(e: BaseException) -> str:
-    msg = getattr(e, "message", None)
-    if msg is None and e.args and isinstance(e.args[0], str):
-        msg = e.args[0]  # google-auth: (message, response data)
-    return str(msg or e).splitlines()[0]
