@@ -8,62 +8,43 @@ moves backwards); a failed condition is a domain :class:`Outcome`, never an
 exception. Items and keys: :mod:`shipper.catalog.dynamodb_items`; the schema and
 every condition: docs/catalog.md.
 
-The boto3 client is injected (``client=``) or built from ``region`` /
+This module is the catalog's reads and its interface; the writes are
+:mod:`shipper.catalog.dynamodb_writes`, a plan's read of every binlog
+:mod:`shipper.catalog.dynamodb_reads`. Every request goes through
+:class:`~shipper.catalog.dynamodb_sdk.Table`, which :class:`DynamoCatalog` is:
+the boto3 client is injected (``client=``) or built from ``region`` /
 ``endpoint_url``; SDK errors become :class:`~shipper.errors.StorageError`
 naming the table (``transient`` for throttling and 5xx).
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import functools
-import json
-import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from shipper.catalog import dynamodb_sdk as sdk
+from shipper.catalog import dynamodb_writes as writes
 from shipper.catalog.dynamodb_items import (
     US,
     BinlogEntry,
     CopyState,
     Item,
-    ItemRef,
     item_for_key,
     partition,
     registry_item,
     sort_binlogs,
 )
 from shipper.catalog.dynamodb_reads import FULL_PROJECTION, PROJECTION, Page, decode, read_all
+from shipper.catalog.dynamodb_writes import Outcome as Outcome  # callers import it from here
 from shipper.errors import ConfigError
 from shipper.restore.model import ArchivedBinlog, BackupInfo
-
-log = logging.getLogger(__name__)
 
 OPTIONS = {"client", "region", "endpoint_url", "cloud"}
 
 
-class Outcome(enum.Enum):
-    """What a conditional write did."""
-
-    #: the item (or this copy's state) was written
-    WRITTEN = "written"
-    #: the condition said it is already so (a redelivery) or further along: nothing changed
-    UNCHANGED = "unchanged"
-    #: the item describes a different file at this key: nothing changed
-    CONFLICT = "conflict"
-
-
-class _ConditionFailed(Exception):
-    def __init__(self, old: Mapping[str, Any]) -> None:
-        self.old = dict(old)
-
-
-class DynamoCatalog:
+class DynamoCatalog(sdk.Table):
     """The DynamoDB catalog: the :class:`~shipper.catalog.base.Catalog` reads and the
     conditional writes. ``cloud`` is where the reader will fetch objects from: its
     verified copies are what :meth:`confirms` answers for."""
@@ -79,27 +60,15 @@ class DynamoCatalog:
         workers: int = 8,
         page_limit: int | None = None,
     ) -> None:
-        if not table:
-            raise ConfigError("catalog url needs a table: dynamodb://TABLE")
-        self.table = table
-        self.url = f"dynamodb://{table}"
+        # the table, the client, page_limit and the request counters (requests,
+        # request_seconds): dynamodb_sdk.Table
+        super().__init__(
+            table, client=client, region=region, endpoint_url=endpoint_url, page_limit=page_limit
+        )
         self.cloud = cloud
-        self.client = client if client is not None else sdk.make_client(region, endpoint_url)
         #: binlog key ranges queried at once (dynamodb_reads); 1: page after page
         self.workers = workers
-        #: items per Query page (DynamoDB's Limit); None: DynamoDB's 1 MB pages. Tests
-        #: set it to page through a few items.
-        self.page_limit = page_limit
-        #: DynamoDB requests made (Query pages and writes), and the seconds spent in them
-        #: (summed: requests made at once each count their own)
-        self.requests = 0
-        self.request_seconds = 0.0
-        self._lock = threading.Lock()
         self._confirmed: set[str] = set()
-        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-        self._ser = TypeSerializer()
-        self._de = TypeDeserializer()
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> DynamoCatalog:
@@ -266,176 +235,19 @@ class DynamoCatalog:
                 self._confirmed.add(info.object_key)
 
     # ------------------------------------------------------------------ writes
+    # (dynamodb_writes: each write's condition and what a failed one means)
 
     def put_binlog(self, entry: BinlogEntry) -> Outcome:
         """Describe a binlog file (create its item, or find it already described)."""
-        ref = item_for_key(entry.object_key)
-        attrs = entry.attributes()
-        names = {f"#a{i}": k for i, k in enumerate(attrs)}
-        values = {f":a{i}": v for i, v in enumerate(attrs.values())}
-        sets = [f"#a{i} = if_not_exists(#a{i}, :a{i})" for i in range(len(attrs))]
-        if entry.host_state:
-            names["#hs"], values[":hs"] = "host_state", entry.host_state
-            sets.append("#hs = if_not_exists(#hs, :hs)")
-        values[":sha"] = entry.plaintext_sha256
-        names["#sha"] = "plaintext_sha256"
-        try:
-            old = self._update(
-                ref,
-                UpdateExpression="SET " + ", ".join(sets),
-                # Either nobody described this item yet (it is new, or only a copy
-                # was recorded so far: an index's event can come first), or it
-                # describes the same file (same plaintext SHA-256: a redelivery, or
-                # the host and a function both describing it). if_not_exists keeps
-                # every value already stored, so a repeat changes nothing. A
-                # different file at the same key fails the condition: CONFLICT.
-                ConditionExpression="attribute_not_exists(#sha) OR #sha = :sha",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_OLD",
-            )
-        except _ConditionFailed:
-            log.error(
-                "catalog %s: %s is already described with another plaintext SHA-256; "
-                "not changing it",
-                self.url,
-                entry.object_key,
-            )
-            return Outcome.CONFLICT
-        self._register(ref)
-        return Outcome.UNCHANGED if "plaintext_sha256" in old else Outcome.WRITTEN
+        return writes.put_binlog(self, entry)
 
     def put_backup(self, key: str, record: Any) -> Outcome:
         """Record a backup from its record object at ``key`` (a :class:`BackupRecord`)."""
-        ref = item_for_key(key)
-        doc = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"))
-        try:
-            self._update(
-                ref,
-                UpdateExpression="SET #rec = :rec, #rev = :rev, #kind = :kind, "
-                "#t = :t, #sid = :sid, #bid = :bid",
-                # Only a later revision of the record replaces the stored one
-                # (records are append-only; revision N+1 is the backup's next state),
-                # so a redelivered or late event for an older revision changes nothing.
-                ConditionExpression="attribute_not_exists(#rev) OR #rev < :rev",
-                ExpressionAttributeNames={
-                    "#rec": "record",
-                    "#rev": "revision",
-                    "#kind": "kind",
-                    "#t": "tenant",
-                    "#sid": "server_id",
-                    "#bid": "backup_id",
-                },
-                ExpressionAttributeValues={
-                    ":rec": doc,
-                    ":rev": int(record.revision),
-                    ":kind": "backup",
-                    ":t": ref.tenant,
-                    ":sid": ref.server_id,
-                    ":bid": str(record.id),
-                },
-            )
-        except _ConditionFailed:
-            return Outcome.UNCHANGED
-        self._register(ref)
-        return Outcome.WRITTEN
+        return writes.put_backup(self, key, record)
 
     def record_copy(self, key: str, copy: CopyState) -> tuple[Outcome, CopyState | None]:
         """Record the state of the copy of ``key`` in ``copy.cloud``.
 
         Returns the outcome and, when nothing changed, the copy state already stored.
         """
-        ref = item_for_key(key)
-        item = copy.to_item()
-        try:
-            self._update(
-                ref,
-                UpdateExpression="SET #c = :c",
-                # No state recorded for this copy yet, or the stored one ranks lower
-                # (unverified 0 < verified 1 < integrity_failed / lineage_conflict 2):
-                # a state never moves backwards, a repeat of the same state changes
-                # nothing, and rank 2 is terminal for this copy.
-                ConditionExpression="attribute_not_exists(#c) OR #c.#rank < :rank",
-                ExpressionAttributeNames={"#c": ref.attr(copy.cloud), "#rank": "rank"},
-                ExpressionAttributeValues={":c": item, ":rank": item["rank"]},
-            )
-        except _ConditionFailed as e:
-            old = e.old.get(ref.attr(copy.cloud))
-            return Outcome.UNCHANGED, (
-                CopyState.from_item(copy.cloud, old) if isinstance(old, dict) else None
-            )
-        return Outcome.WRITTEN, None
-
-    def _register(self, ref: ItemRef) -> None:
-        """The server's entry in the tenant's registry (what :meth:`servers` reads)."""
-        pk, sk = registry_item(ref.tenant, ref.server_id)
-        with contextlib.suppress(_ConditionFailed):
-            self._call(
-                "put_item",
-                TableName=self.table,
-                Item=self._dump({"pk": pk, "sk": sk, "server_id": ref.server_id}),
-                # Written once per server; afterwards the condition fails and nothing changes.
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-
-    # ------------------------------------------------------------------ SDK edge
-
-    def _key(self, ref: ItemRef) -> dict[str, Any]:
-        return {"pk": {"S": ref.pk}, "sk": {"S": ref.sk}}
-
-    def _update(self, ref: ItemRef, **kw: Any) -> dict[str, Any]:
-        kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
-        r = self._call(
-            "update_item",
-            TableName=self.table,
-            Key=self._key(ref),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            **kw,
-        )
-        return self._load(r.get("Attributes", {}))
-
-    def _pages(self, **kw: Any) -> Iterator[list[dict[str, Any]]]:
-        """Every page of a Query, as DynamoDB sends the items (``{"S": ...}`` values)."""
-        kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
-        start: dict[str, Any] | None = None
-        while True:
-            page_kw = dict(kw, ExclusiveStartKey=start) if start else kw
-            if self.page_limit:
-                page_kw = dict(page_kw, Limit=self.page_limit)
-            r = self._call("query", sdk.query_raw, TableName=self.table, **page_kw)
-            yield r.get("Items", [])
-            start = r.get("LastEvaluatedKey")
-            if not start:
-                return
-
-    def _query(self, **kw: Any) -> Iterator[dict[str, Any]]:
-        for page in self._pages(**kw):
-            for raw in page:
-                yield self._load(raw)
-
-    def _dump(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: self._ser.serialize(sdk.plain(v)) for k, v in values.items()}
-
-    def _load(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: sdk.native(self._de.deserialize(v)) for k, v in raw.items()}
-
-    def _call(
-        self, op: str, via: Callable[..., dict[str, Any]] | None = None, **kw: Any
-    ) -> dict[str, Any]:
-        """One request ``op`` (``via(client, **kw)`` when given), from any thread: reads
-        query key ranges at once."""
-        started = time.monotonic()
-        with self._lock:
-            self.requests += 1
-        try:
-            if via is not None:
-                return via(self.client, **kw)
-            return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
-        except Exception as e:
-            if sdk.code(e) == "ConditionalCheckFailedException":
-                old = getattr(e, "response", {}).get("Item", {})
-                raise _ConditionFailed(self._load(old)) from e
-            raise sdk.error(e, self.url, self.table, op) from e
-        finally:
-            with self._lock:
-                self.request_seconds += time.monotonic() - started
+        return writes.record_copy(self, key, copy)

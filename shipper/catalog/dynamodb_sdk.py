@@ -1,18 +1,23 @@
-"""The SDK edge of the DynamoDB catalog: the client, number conversion, error mapping.
+"""The SDK edge of the DynamoDB catalog: the client, number conversion, error mapping,
+and :class:`Table`, through which every request of the catalog goes.
 
 The one place botocore's DynamoDB errors become the project's: ``PermissionDenied``
 naming the action the caller lacks, ``StorageError`` naming the table (``transient``
 for throttling and 5xx). ``ConditionalCheckFailedException`` is not an error at all:
-:mod:`shipper.catalog.dynamodb` turns it into an ``Outcome``.
+:class:`Table` raises it as :class:`ConditionFailed`, carrying the item as it was, and
+the writes (:mod:`shipper.catalog.dynamodb_writes`) turn it into an ``Outcome``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shipper.errors import PermissionDenied, StorageError
+from shipper.catalog.dynamodb_items import ItemRef
+from shipper.errors import ConfigError, PermissionDenied, StorageError
 
 _TRANSIENT = {
     "ProvisionedThroughputExceededException",
@@ -126,3 +131,105 @@ def _status(e: BaseException) -> int:
 
 def _action(op: str) -> str:
     return "".join(p.capitalize() for p in op.split("_"))
+
+
+class ConditionFailed(Exception):
+    """A conditional write's condition failed: ``old`` is the item as it was."""
+
+    def __init__(self, old: Mapping[str, Any]) -> None:
+        self.old = dict(old)
+
+
+class Table:
+    """One DynamoDB table as the catalog talks to it: every request goes through
+    :meth:`_call` (counted and timed, from any thread; errors mapped by :func:`error`),
+    values are converted both ways (:meth:`_dump`, :meth:`_load`), and a Query is read
+    page after page (:meth:`_pages`). :class:`~shipper.catalog.dynamodb.DynamoCatalog`
+    is one, with the catalog's reads and writes on top."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        client: Any = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        page_limit: int | None = None,
+    ) -> None:
+        if not table:
+            raise ConfigError("catalog url needs a table: dynamodb://TABLE")
+        self.table = table
+        self.url = f"dynamodb://{table}"
+        self.client = client if client is not None else make_client(region, endpoint_url)
+        #: items per Query page (DynamoDB's Limit); None: DynamoDB's 1 MB pages. Tests
+        #: set it to page through a few items.
+        self.page_limit = page_limit
+        #: DynamoDB requests made (Query pages and writes), and the seconds spent in them
+        #: (summed: requests made at once each count their own)
+        self.requests = 0
+        self.request_seconds = 0.0
+        self._lock = threading.Lock()
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self._ser = TypeSerializer()
+        self._de = TypeDeserializer()
+
+    def _key(self, ref: ItemRef) -> dict[str, Any]:
+        return {"pk": {"S": ref.pk}, "sk": {"S": ref.sk}}
+
+    def _update(self, ref: ItemRef, **kw: Any) -> dict[str, Any]:
+        kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
+        r = self._call(
+            "update_item",
+            TableName=self.table,
+            Key=self._key(ref),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            **kw,
+        )
+        return self._load(r.get("Attributes", {}))
+
+    def _pages(self, **kw: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a Query, as DynamoDB sends the items (``{"S": ...}`` values)."""
+        kw["ExpressionAttributeValues"] = self._dump(kw["ExpressionAttributeValues"])
+        start: dict[str, Any] | None = None
+        while True:
+            page_kw = dict(kw, ExclusiveStartKey=start) if start else kw
+            if self.page_limit:
+                page_kw = dict(page_kw, Limit=self.page_limit)
+            r = self._call("query", query_raw, TableName=self.table, **page_kw)
+            yield r.get("Items", [])
+            start = r.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def _query(self, **kw: Any) -> Iterator[dict[str, Any]]:
+        for page in self._pages(**kw):
+            for raw in page:
+                yield self._load(raw)
+
+    def _dump(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(plain(v)) for k, v in values.items()}
+
+    def _load(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: native(self._de.deserialize(v)) for k, v in raw.items()}
+
+    def _call(
+        self, op: str, via: Callable[..., dict[str, Any]] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """One request ``op`` (``via(client, **kw)`` when given), from any thread: reads
+        query key ranges at once."""
+        started = time.monotonic()
+        with self._lock:
+            self.requests += 1
+        try:
+            if via is not None:
+                return via(self.client, **kw)
+            return getattr(self.client, op)(**kw)  # type: ignore[no-any-return]
+        except Exception as e:
+            if code(e) == "ConditionalCheckFailedException":
+                old = getattr(e, "response", {}).get("Item", {})
+                raise ConditionFailed(self._load(old)) from e
+            raise error(e, self.url, self.table, op) from e
+        finally:
+            with self._lock:
+                self.request_seconds += time.monotonic() - started
