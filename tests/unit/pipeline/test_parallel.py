@@ -88,6 +88,57 @@ def test_a_job_asleep_in_a_backoff_lets_another_job_work() -> None:
     assert len(calls) >= 2  # it was throttled at least once before the other job ran
 
 
+def _head_retried_until(target: str, sizes: list[int]) -> list[tuple[str, str]]:
+    """One worker; the first job's calls are throttled until ``target`` has run (or 12
+    attempts). Returns the ("start" | "commit", name) events in order."""
+    from shipper.errors import StorageError
+    from shipper.resilience import retrying
+
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    target_ran = threading.Event()
+
+    def throttled() -> str:
+        if not target_ran.is_set():
+            raise StorageError("503 SlowDown", transient=True)
+        return "stored"
+
+    def work(job: Job) -> str:
+        with lock:
+            events.append(("start", job.name))
+        if job.name == "b.000001":
+            return retrying(throttled, attempts=12, base=0.05, max_wait=0.05)
+        if job.name == target:
+            target_ran.set()
+        return "later"
+
+    def commit(done: Done[str]) -> None:
+        with lock:
+            events.append(("commit", done.job.name))
+
+    jobs = [Job(f"b.{i:06d}", size) for i, size in enumerate(sizes, 1)]
+    run_ordered(jobs, work, commit, workers=1, budget=MemoryBudget(1 << 40), chunk_size=MiB)
+    return events
+
+
+def test_later_small_binlogs_go_on_while_the_first_is_retried() -> None:
+    """The window is deep for small binlogs: while the head of the pass waits out its
+    backoffs, binlogs well past ``2 * workers`` are shipped (and wait to commit after
+    it). With a window of ``2 * workers`` the sixth could not start before the first
+    committed, which here it waits for: every later binlog waited on one slow call."""
+    events = _head_retried_until("b.000006", [8 * MiB] * 8)
+    assert events.index(("start", "b.000006")) < events.index(("commit", "b.000001"))
+    assert [n for kind, n in events if kind == "commit"] == [f"b.{i:06d}" for i in range(1, 9)]
+
+
+def test_large_binlogs_keep_the_window_at_two_per_worker() -> None:
+    """Binlogs that add up past WINDOW_BYTES do not pile up in staging behind a slow
+    one: with one worker, the third 600 MiB binlog starts only once the first commits."""
+    events = _head_retried_until("b.000003", [600 * MiB] * 4)
+    assert events.index(("start", "b.000003")) > events.index(("commit", "b.000001"))
+    assert [n for kind, n in events if kind == "commit"] == [f"b.{i:06d}" for i in range(1, 5)]
+
+
 def test_a_shipper_error_is_that_jobs_result_and_the_rest_go_on() -> None:
     def work(job: Job) -> str:
         if job.name == "b.000002":
