@@ -75,7 +75,9 @@ def backoff_gives_up(slot: threading.Semaphore) -> Iterator[None]:
         _slot.held = None
 
 
-def _sleep(seconds: float) -> None:
+def backoff_sleep(seconds: float) -> None:
+    """Sleep out a retry's backoff, handing this thread's worker slot (if it holds one,
+    see :func:`backoff_gives_up`) to another job meanwhile."""
     slot: threading.Semaphore | None = getattr(_slot, "held", None)
     if slot is None or seconds <= 0:
         time.sleep(seconds)
@@ -100,7 +102,7 @@ def retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(max(1, attempts)),
         wait=wait_random_exponential(multiplier=base, max=max_wait),
-        sleep=_sleep,
+        sleep=backoff_sleep,
         reraise=True,
     )(fn)
 

@@ -32,12 +32,19 @@ from __future__ import annotations
 import functools
 import io
 import random
-import time
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
 from shipper.errors import ObjectNotFound, PreconditionFailed, StorageError
-from shipper.resilience import DEFAULT, ResilienceConfig, error_code, is_transient, retrying
+from shipper.resilience import (
+    DEFAULT,
+    ResilienceConfig,
+    backoff_sleep,
+    error_code,
+    is_transient,
+    retrying,
+)
 from shipper.storage.base import ObjectInfo, StorageBackend
 
 T = TypeVar("T")
@@ -63,19 +70,33 @@ class RetryingBackend:
         self.capabilities = inner.capabilities
         self.policy = policy
         self.on_error = on_error
+        #: attempts the service answered (a result, or an error that is not transient),
+        #: from any thread: one that moves while a call is being retried says the target
+        #: is up and the failures are that call's own (pipeline/targets.py)
+        self.answered = 0
+        self._lock = threading.Lock()
 
     def _call(self, op: str, fn: Callable[[], T], attempts: int | None = None) -> T:
         def attempt() -> T:
             try:
-                return fn()
+                out = fn()
             except Exception as e:
+                transient = is_transient(e)
+                if not transient:
+                    self._answer()
                 if self.on_error is not None and not isinstance(e, _ANSWERS):
-                    self.on_error(self.url, op, error_code(e), is_transient(e))
+                    self.on_error(self.url, op, error_code(e), transient)
                 raise
+            self._answer()
+            return out
 
         p = self.policy
         n = p.retry_attempts if attempts is None else attempts
         return retrying(attempt, attempts=n, max_wait=p.retry_max_wait, base=p.retry_base)
+
+    def _answer(self) -> None:
+        with self._lock:
+            self.answered += 1
 
     def __getattr__(self, name: str) -> Any:
         # a backend's own attributes (bucket, client, prefix) for its diagnostics
@@ -154,7 +175,7 @@ class _Resuming(io.RawIOBase):
                     b.on_error(b.url, "read", error_code(e), is_transient(e))
                 if not is_transient(e) or attempt + 1 >= p.retry_attempts:
                     raise
-                time.sleep(random.uniform(0, min(p.retry_max_wait, p.retry_base * 2**attempt)))
+                backoff_sleep(random.uniform(0, min(p.retry_max_wait, p.retry_base * 2**attempt)))
                 self._reopen()
                 continue
             self.pos += len(data)

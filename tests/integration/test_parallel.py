@@ -167,3 +167,64 @@ def test_a_put_whose_answer_was_lost_is_recognised_without_downloading_it(
     assert ("GET", 206) in mine  # the read-back of header and first chunk
     versions = moto.s3.list_object_versions(Bucket=bucket).get("Versions", [])
     assert binlog_objects(v["Key"] for v in versions) == dict.fromkeys(names, 1)
+
+
+@pytest.mark.parametrize("throttled", [3, 4, 6])
+def test_a_call_that_gives_up_while_the_target_answers_is_placed_again(
+    mariadb_factory,  # type: ignore[no-untyped-def]
+    moto: Moto,
+    tmp_path: Path,
+    throttled: int,
+) -> None:
+    """One binlog's index PUT is throttled more times than a call retries (2 attempts
+    here), while S3 answers everything else: that is the call's bad luck, not S3 down.
+    The binlog is placed again in the same pass (from the verification: its object is
+    in), so neither it nor the binlogs after it wait for the next pass, and nothing is
+    doubled. The old code took S3 out of the pass: the binlog and every later one
+    stayed pending. Placements are bounded: throttled 6 times (3 placements of 2
+    attempts), the target is taken out of the pass as before."""
+    from shipper.cli import main as cli
+    from tests.integration.test_faults import binlog_objects, config
+    from tests.integration.test_metrics import event_lines
+    from tests.services.faultproxy import FaultProxy
+
+    server = mariadb_factory(server_id=35)
+    bucket = moto.bucket()
+    url = f"s3://{bucket}/a"
+    rotate(server, 4, rows=20)
+    names = closed_binlogs(server)
+    events_file = tmp_path / "events.jsonl"
+    cfg = tmp_path / "state" / "config.toml"
+    with FaultProxy(moto.endpoint_url, flavor="s3") as proxy:
+        text = config(
+            tmp_path / "state",
+            server,
+            s3=(url, proxy.url),
+            routing='primary = "aws"',
+            resilience="retry_attempts = 2\nretry_base = 0.01",
+        )
+        cfg.write_text(text.replace("[mysql]", f'events_file = "{events_file}"\n\n[mysql]'))
+        proxy.fail_next(f"/{names[1]}.idx.", times=throttled)
+        code = cli(["run", "--once", "--config", str(cfg)])
+    assert proxy.injected["503"] == throttled
+    evs = event_lines(events_file)
+    retried = [(e["binlog"], e["placement"]) for e in evs if e["event"] == "placement_retried"]
+    assert retried == [(names[1], n) for n in range(2, 2 + min(2, throttled // 2))]
+    down = [e["binlog"] for e in evs if e["event"] == "target_down"]
+    committed = [e["binlog"] for e in evs if e["event"] == "committed"]
+    if throttled < 6:
+        assert code == 0 and not down
+        assert committed == names
+        shipped = [e for e in evs if e["event"] == "committed" and e["binlog"] == names[1]]
+        assert shipped[0]["outcome"] == "shipped"  # put by this pass, not "already"
+    else:
+        assert code != 0 and down == [names[1]]
+        assert committed == names[:1]  # the rest wait for the next pass, in order
+    # the object was put once; the retried placements did not put it again
+    obj = f"/{names[1]}.zst.enc"
+    assert [m for m, p, _status in proxy.answers if p.endswith(obj)].count("PUT") == 1
+    versions = moto.s3.list_object_versions(Bucket=bucket).get("Versions", [])
+    stored = binlog_objects(v["Key"] for v in versions)
+    assert all(n == 1 for n in stored.values())
+    indexes = [v["Key"] for v in versions if ".idx." in v["Key"]]
+    assert len(indexes) == len(set(indexes))

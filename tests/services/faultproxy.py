@@ -16,7 +16,8 @@ only the requests whose path holds it: one bucket down while the same emulator's
 other services answer); ``hang = True``
 accepts connections and never answers (a partition that is not an HTTP error).
 :meth:`fail_after` makes an ordering deterministic: requests for one object
-wait until a request for another has been answered, then get 503.
+wait until a request for another has been answered, then get 503;
+:meth:`fail_next` answers 503 to the next few requests for one object.
 Counters per fault kind say what was injected, and ``answers`` what every request
 was answered. Everything is on 127.0.0.1.
 
@@ -95,6 +96,8 @@ class FaultProxy:
         self._signals: list[tuple[str, threading.Event]] = []
         #: "METHOD part": the next such request's answer is lost (lose_answer)
         self._lose: list[str] = []
+        #: "METHOD part" once per request to answer 503 (fail_next)
+        self._fail: list[str] = []
         self._stop = threading.Event()
         proxy = self
 
@@ -134,6 +137,12 @@ class FaultProxy:
         with self.lock:
             self._lose.append(f"{method} {part}")
 
+    def fail_next(self, part: str, *, times: int, method: str = "PUT") -> None:
+        """The next ``times`` ``method`` requests whose path contains ``part`` get 503
+        SlowDown; the requests for every other object are forwarded as usual."""
+        with self.lock:
+            self._fail.extend([f"{method} {part}"] * times)
+
     def clear_rules(self) -> None:
         """Forget every fail_after rule: those requests are forwarded again."""
         self._rules.clear()
@@ -157,6 +166,12 @@ class FaultProxy:
                 kind = None
             if kind == "reset" and self.rng.random() < 0.5:
                 kind = "reset-after"
+            for rule in self._fail:
+                method, _, part = rule.partition(" ")
+                if h.command == method and part in h.path:
+                    self._fail.remove(rule)
+                    kind = "503"
+                    break
             for rule in self._lose:
                 method, _, part = rule.partition(" ")
                 if h.command == method and part in h.path:
