@@ -187,6 +187,7 @@ def breakdown(cfg_path: Path) -> None:
 
     from shipper import config as config_mod
     from shipper.manifest import Manifest
+    from shipper.pipeline import binlog_job as job_mod
     from shipper.pipeline import ship as ship_mod
     from shipper.pipeline import upload as upload_mod
 
@@ -211,7 +212,7 @@ def breakdown(cfg_path: Path) -> None:
 
         return wrapper
 
-    ship_mod.scan_file = timed("scan (SHA-256 + CRC32 + index)", ship_mod.scan_file)
+    job_mod.scan_file = timed("scan (SHA-256 + CRC32 + index)", job_mod.scan_file)
     for name, attr in (("seal (zstd + AES-GCM)", "seal"), ("verify (prefix)", "verify")):
         setattr(upload_mod.ObjectWriter, attr, timed(name, getattr(upload_mod.ObjectWriter, attr)))
     upload_mod._put = timed("put (S3 PUT / multipart)", upload_mod._put)
