@@ -12,7 +12,9 @@ from pathlib import Path
 import zstandard
 
 from shipper.envelope import read_header, unseal, verify_prefix
-from shipper.envelope.format import TRAILER, _ChunkCipher, _seal
+from shipper.envelope.cipher import ChunkCipher
+from shipper.envelope.format import TRAILER
+from shipper.envelope.stream import _seal
 from shipper.keys.local import LocalKeyring
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "format.md"
@@ -68,7 +70,7 @@ def test_intermediate_values_in_doc() -> None:
     kr = FixedNonceKeyring(KEK)
     cobj = zstandard.ZstdCompressor(level=3).compressobj()
     frame = cobj.compress(PLAINTEXT) + cobj.flush()
-    cipher = _ChunkCipher(DEK, hdr)
+    cipher = ChunkCipher(DEK, hdr)
     values = [
         kr.key_id,
         hdr.wrapped_keys[0].wrapped.hex(),
