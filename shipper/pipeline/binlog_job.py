@@ -124,7 +124,7 @@ def prepare(
             ready.held_back.append(url)
             continue
         try:
-            k, wrote = shipper.out.place_while_answering(url, backend, key, b, index)
+            k, wrote = shipper.out.place(url, backend, key, b, index)
         except TARGET_ERRORS as e:
             shipper.out.failed(url, e, name)
             ready.held_back.append(url)

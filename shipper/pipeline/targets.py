@@ -7,7 +7,7 @@ that fails as a whole (bucket missing, access denied, endpoint down) is taken
 out of the pass after its first failure and reported once, with the number of
 binlogs it held back, instead of once per binlog. A call that gave up on
 transient failures while the target kept answering other calls is not the
-target failing: that binlog is placed again (:meth:`TargetWriter.place_while_answering`).
+target failing: that binlog is placed again (:meth:`TargetWriter.place`).
 """
 
 from __future__ import annotations
@@ -114,9 +114,42 @@ class TargetWriter:
         lineage: int | None = None,
     ) -> tuple[str, bool]:
         """Put, verify and index ``b`` on one target and record its placement; returns
-        (the key it is under there, whether we wrote it)."""
-        k, wrote = self.writer.put(backend, key, b, self._lineage_conflict(b.name))
-        return self._verify_and_index(url, backend, k, wrote, b, index, lineage)
+        (the key it is under there, whether we wrote it).
+
+        Tried again (up to ``PLACE_TRIES`` times) when a call of it gave up on
+        transient failures while the target went on answering calls: the failures
+        were that call's own (a throttled request, a reset connection), not an outage,
+        and giving up on the binlog would hold back every later one until the next
+        pass. A target that answered nothing meanwhile is down: the error is raised
+        at once (the caller takes the target out of the pass, see :meth:`failed`).
+        Once the object is put, a new try goes on from its verification; placing
+        again from the start would be safe too (puts are conditional and what is there
+        is verified), only slower."""
+        put: tuple[str, bool] | None = None
+        for attempt in range(1, PLACE_TRIES + 1):
+            before = _answered(backend)
+            try:
+                if put is None:
+                    put = self.writer.put(backend, key, b, self._lineage_conflict(b.name))
+                return self._verify_and_index(url, backend, *put, b, index, lineage)
+            except StorageError as e:
+                after = _answered(backend)
+                answered = 0 if before is None or after is None else after - before
+                if not e.transient or attempt == PLACE_TRIES or url in self.down or not answered:
+                    raise
+                events.emit(
+                    "placement_retried",
+                    f"binlog {b.name} on {url}: {e}; the target answered {answered} "
+                    f"call(s) meanwhile: placing it again ({attempt + 1} of {PLACE_TRIES})",
+                    tenant=self.tenant,
+                    level=logging.WARNING,
+                    error=e,
+                    target=url,
+                    binlog=b.name,
+                    retry_count=self._attempts(b.name),
+                    placement=attempt + 1,
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _verify_and_index(
         self,
@@ -137,49 +170,6 @@ class TargetWriter:
             b.name, url, key=k, version=stat.version, envelope_size=stat.size, lineage=lineage
         )
         return k, wrote
-
-    def place_while_answering(
-        self,
-        url: str,
-        backend: StorageBackend,
-        key: str,
-        b: SealedBinlog,
-        index: bytes | None,
-    ) -> tuple[str, bool]:
-        """:meth:`place`, tried again (up to ``PLACE_TRIES`` times) when a call of it
-        gave up on transient failures while the target went on answering calls: the
-        failures were that call's own (a throttled request, a reset connection), not an
-        outage, and giving up on the binlog would hold back every later one until the
-        next pass. A target that answered nothing meanwhile is down: the error is raised
-        at once (the caller takes the target out of the pass, see :meth:`failed`).
-        Once the object is put, a new try goes on from its verification; placing
-        again from the start would be safe too (puts are conditional and what is there
-        is verified), only slower."""
-        put: tuple[str, bool] | None = None
-        for attempt in range(1, PLACE_TRIES + 1):
-            before = _answered(backend)
-            try:
-                if put is None:
-                    put = self.writer.put(backend, key, b, self._lineage_conflict(b.name))
-                return self._verify_and_index(url, backend, *put, b, index, None)
-            except StorageError as e:
-                after = _answered(backend)
-                answered = 0 if before is None or after is None else after - before
-                if not e.transient or attempt == PLACE_TRIES or url in self.down or not answered:
-                    raise
-                events.emit(
-                    "placement_retried",
-                    f"binlog {b.name} on {url}: {e}; the target answered {answered} "
-                    f"call(s) meanwhile: placing it again ({attempt + 1} of {PLACE_TRIES})",
-                    tenant=self.tenant,
-                    level=logging.WARNING,
-                    error=e,
-                    target=url,
-                    binlog=b.name,
-                    retry_count=self._attempts(b.name),
-                    placement=attempt + 1,
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def failed(self, url: str, e: ShipperError, name: str | None = None) -> None:
         """Take ``url`` out of this pass: one report for the target, not one per binlog."""
