@@ -21,7 +21,7 @@ Three bounds keep a pass in check whatever the file sizes:
   the binlogs in it add up to ``WINDOW_BYTES``: a binlog whose calls are being
   retried holds back the commits of every later one, and a deep window lets the
   workers go on with those meanwhile (under 20% faults the throughput of a long
-  run went from 0.66 to 0.93 of the fault-free one, bench/RESULTS.md), while
+  run went from 0.66 to 0.83-0.89 of the fault-free one, bench/RESULTS.md), while
   large binlogs cannot pile up in staging waiting for one slow one;
 * a memory budget: a job reserves :func:`footprint` bytes before it starts and
   gives them back when its I/O is done; it starts only when the reservations
